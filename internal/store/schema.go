@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/csirt-toscana/platform/internal/event"
 )
@@ -33,13 +34,14 @@ func defs(list ...event.FieldDef) map[string]event.FieldDef {
 	return m
 }
 
-func kw(name string) event.FieldDef   { return event.FieldDef{Name: name, Type: event.Keyword} }
-func kws(name string) event.FieldDef  { return event.FieldDef{Name: name, Type: event.Keyword, Array: true} }
+func kw(name string) event.FieldDef { return event.FieldDef{Name: name, Type: event.Keyword} }
+func kws(name string) event.FieldDef {
+	return event.FieldDef{Name: name, Type: event.Keyword, Array: true}
+}
 func txt(name string) event.FieldDef  { return event.FieldDef{Name: name, Type: event.Text} }
 func long(name string) event.FieldDef { return event.FieldDef{Name: name, Type: event.Long} }
 func date(name string) event.FieldDef { return event.FieldDef{Name: name, Type: event.Date} }
 func ip(name string) event.FieldDef   { return event.FieldDef{Name: name, Type: event.IP} }
-func ips(name string) event.FieldDef  { return event.FieldDef{Name: name, Type: event.IP, Array: true} }
 func boolean(name string) event.FieldDef {
 	return event.FieldDef{Name: name, Type: event.Bool}
 }
@@ -86,4 +88,17 @@ func SchemaOf(c Collection) (Schema, error) {
 		return Schema{}, fmt.Errorf("%w: unknown collection %q", ErrInvalid, c)
 	}
 	return s, nil
+}
+
+// DefaultFields returns the Text fields searched by a query term that names
+// no field, sorted by name.
+func (s Schema) DefaultFields() []string {
+	var out []string
+	for name, f := range s.Fields {
+		if f.Type == event.Text {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

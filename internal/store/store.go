@@ -103,7 +103,7 @@ var (
 	ErrUnscoped   = errors.New("store: no tenant scope given")
 	ErrOutOfScope = errors.New("store: outside the tenant scope")
 	ErrNotFound   = errors.New("store: document not found")
-	ErrConflict   = errors.New("store: version conflict")      // OCC: someone wrote first
+	ErrConflict   = errors.New("store: version conflict")        // OCC: someone wrote first
 	ErrExists     = errors.New("store: document already exists") // Create on a taken id
 	ErrInvalid    = errors.New("store: invalid request")         // bad collection, id, query, field
 )

@@ -40,7 +40,7 @@ type Not struct{ Node Node }
 //   - OpEq on Date: equality with Time.
 //   - OpEq on Bool: equality with Bool.
 //   - OpWildcard on Keyword: the whole value matches the pattern Str, where
-//     * is any run of characters and ? exactly one, ignoring case.
+//   - is any run of characters and ? exactly one, ignoring case.
 //   - OpWildcard on Text: some token matches the pattern.
 //   - OpPhrase on Text: the tokens of Str occur consecutively in the field.
 //   - OpPhrase on Keyword: as OpEq (no wildcards inside quotes).
