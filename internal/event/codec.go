@@ -124,6 +124,9 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 	if err := dec.Decode(&raw); err != nil {
 		return fmt.Errorf("decoding event: %w", err)
 	}
+	if raw == nil {
+		return fmt.Errorf("decoding event: not a JSON object")
+	}
 	if dec.More() {
 		return fmt.Errorf("decoding event: trailing data after the JSON object")
 	}
