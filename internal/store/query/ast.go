@@ -39,12 +39,14 @@ type Not struct{ Node Node }
 //   - OpEq on IP: address equality with Addr.
 //   - OpEq on Date: equality with Time.
 //   - OpEq on Bool: equality with Bool.
-//   - OpWildcard on Keyword: the whole value matches the pattern Str, where
-//   - is any run of characters and ? exactly one, ignoring case.
+//   - OpWildcard on Keyword: the whole value matches the pattern Str
+//     (star: any run of characters; question mark: exactly one), ignoring case.
 //   - OpWildcard on Text: some token matches the pattern.
 //   - OpPhrase on Text: the tokens of Str occur consecutively in the field.
 //   - OpPhrase on Keyword: as OpEq (no wildcards inside quotes).
-//   - OpLt/OpLte/OpGt/OpGte on Long, Double (Num), Date (Time), IP (Addr).
+//   - OpLt/OpLte/OpGt/OpGte on Long, Double (Num), Date (Time), IP (Addr);
+//     IP order is that of 16-byte IPv6 addresses, IPv4 a.b.c.d taken as
+//     ::ffff:a.b.c.d (as Elasticsearch does).
 //   - OpCIDR on IP: the address is inside Prefix.
 //   - OpExists: the field is present and not null (an empty list is absent).
 //
