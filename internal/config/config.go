@@ -104,13 +104,16 @@ type SQLiteConf struct {
 
 // Elasticsearch configures the cluster store.
 type Elasticsearch struct {
-	Addresses   []string            `yaml:"addresses"`
-	Username    string              `yaml:"username"`
-	Password    Secret              `yaml:"password_file"`
-	APIKey      Secret              `yaml:"api_key_file"`
-	TLS         TLS                 `yaml:"tls"`
-	IndexPrefix string              `yaml:"index_prefix"`
-	Retention   map[string]Duration `yaml:"retention"` // per collection or dataset
+	Addresses   []string `yaml:"addresses"`
+	Username    string   `yaml:"username"`
+	Password    Secret   `yaml:"password_file"`
+	APIKey      Secret   `yaml:"api_key_file"`
+	TLS         TLS      `yaml:"tls"`
+	IndexPrefix string   `yaml:"index_prefix"`
+	Replicas    *int     `yaml:"replicas"` // default: the cluster's (1)
+	// Retention of time series: key "events" or "findings" for a
+	// collection's default, any other key is an event.dataset (e.g. sshd).
+	Retention map[string]Duration `yaml:"retention"`
 }
 
 // Default returns the configuration used when no file is given: the
