@@ -1,0 +1,173 @@
+package rulescli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/csirt-toscana/platform/internal/testenv"
+)
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+// SigmaHQ rules, Detection Rule License 1.1 (authors credited in each rule).
+func TestLintSharedSigmaHQ(t *testing.T) {
+	dir := testenv.SharedData(t)
+	code, out, errs := run(t, "lint", filepath.Join(dir, "sigma/rules"), filepath.Join(dir, "sigma/rules-emerging-threats"), filepath.Join(dir, "sigma/rules-threat-hunting"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, lastLine(out), errs)
+	}
+	if got := lastLine(out); got != "rules: 503 supported: 503 unsupported: 0 errors: 0" {
+		t.Errorf("last line %q", got)
+	}
+	t.Logf("SigmaHQ (DRL 1.1): %s", lastLine(out))
+}
+
+func TestLintSpecSchemaDocuments(t *testing.T) {
+	dir := testenv.SharedData(t)
+	code, out, _ := run(t, "lint", filepath.Join(dir, "sigma-spec/tests/schema"))
+	if code != 0 || lastLine(out) != "rules: 12 supported: 12 unsupported: 0 errors: 0" {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+func TestLintReportsErrorsAndUnsupported(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ok.yml", "title: ok\nid: ok\ndetection:\n  s: {a: x}\n  condition: s\n")
+	write("bad.yml", "title: bad\ndetection:\n  s: {a: x}\n  condition: s or missing\n")
+	write("unsup.yml", "title: u\nid: u\ndetection:\n  s: {a|expand: '%Admins%'}\n  condition: s\n")
+	code, out, _ := run(t, "lint", dir)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if !strings.Contains(out, "bad.yml:4:19: ") {
+		t.Errorf("error without position:\n%s", out)
+	}
+	if !strings.Contains(out, "unsupported ") || !strings.Contains(out, "%Admins%") {
+		t.Errorf("unsupported without reason:\n%s", out)
+	}
+	if got := lastLine(out); got != "rules: 3 supported: 1 unsupported: 1 errors: 1" {
+		t.Errorf("last line %q", got)
+	}
+}
+
+func TestHuntJSONL(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules")
+	if err := os.Mkdir(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rules, "r.yml"), []byte("title: Shadow read\nid: r1\nlogsource: {product: linux}\ndetection:\n  k: ['cat /etc/shadow']\n  condition: k\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	events := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(events, []byte(`{"cmd":"ls"}`+"\n"+`{"cmd":"sudo bash -c \"cat /etc/shadow\""}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, "hunt", "--rules", rules, "--mapping", "none", "--format", "jsonl", events)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("output:\n%s", out)
+	}
+	var rec struct {
+		Rule  struct{ ID, Title string }
+		File  string
+		Line  int
+		Event map[string]any
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Rule.ID != "r1" || rec.Rule.Title != "Shadow read" || rec.File != events || rec.Line != 2 || rec.Event["cmd"] == nil {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+func TestHuntCorrelation(t *testing.T) {
+	rules, err := filepath.Abs("../../rules/ruletest/testdata/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	events := filepath.Join(dir, "auth.jsonl")
+	var b strings.Builder
+	for i := 0; i < 4; i++ {
+		b.WriteString(`{"@timestamp":"2026-01-01T10:0` + string(rune('0'+i)) + `:00Z","event":{"dataset":"sshd"},"source":{"ip":"203.0.113.9"},"message":"Failed password for root from 203.0.113.9"}` + "\n")
+	}
+	if err := os.WriteFile(events, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, "hunt", "--rules", rules, "--format", "text", events)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if strings.Count(out, "5b7d9a1e") != 4 || !strings.Contains(out, "event_count 0b8ee5a8") || !strings.Contains(out, "203.0.113.9") {
+		t.Errorf("output:\n%s\n%s", out, errs)
+	}
+}
+
+func TestTestCommand(t *testing.T) {
+	code, out, errs := run(t, "test", "-v", "../../rules/ruletest/testdata")
+	if code != 0 || !strings.Contains(lastLine(out), "passed: 3 failed: 0") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errs)
+	}
+}
+
+// The whole shared sigma folder holds test metadata (regression info.yml)
+// and a pySigma pipeline beside the rules: lint skips those with a reason
+// and still counts every rule.
+func TestLintWholeSharedSigmaFolder(t *testing.T) {
+	dir := testenv.SharedData(t)
+	code, out, errs := run(t, "lint", "-q", filepath.Join(dir, "sigma"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, lastLine(out), errs)
+	}
+	if got := lastLine(out); got != "rules: 503 supported: 503 unsupported: 0 errors: 0" {
+		t.Errorf("last line %q", got)
+	}
+	if n := strings.Count("\n"+out, "\nskipped "); n != 52 {
+		t.Errorf("%d documents skipped, want 52 (49 regression info.yml, thor.yml and other non-rule files):\n%s", n, out)
+	}
+	if !strings.Contains(out, "tests-config/thor.yml:1:1: not a Sigma document") {
+		t.Errorf("the pySigma pipeline is not reported as skipped:\n%s", out)
+	}
+}
+
+func TestLintSkipsNonSigmaButNotBrokenRules(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pipeline.yml"), []byte("name: p\npriority: 10\ntransformations: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "nodetect.yml"), []byte("title: t\nlogsource: {product: linux}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := run(t, "lint", dir)
+	if code != 1 || lastLine(out) != "rules: 1 supported: 0 unsupported: 0 errors: 1" {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if !strings.Contains(out, "skipped "+filepath.Join(dir, "pipeline.yml")) || !strings.Contains(out, "no detection section") {
+		t.Fatalf("want the pipeline skipped and the rule without detection an error:\n%s", out)
+	}
+}
