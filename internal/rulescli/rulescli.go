@@ -30,8 +30,9 @@ const usage = `usage: csirt rules <command> [arguments]
 commands:
   lint [-q] [--mapping M] DIR|FILE... check rules: supported, unsupported (with the reason) or errors
   test [DIR|FILE...]               run rule test files (*.test.yml); default rules/
-  hunt --rules DIR [--mapping default|none] [--format jsonl|text] FILE...
-                                   evaluate rules over JSONL event files ("-" is stdin)
+  hunt --rules DIR [--mapping default|none] [--format jsonl|text] [--all-matches] FILE...
+                                   evaluate rules and correlations over JSONL event
+                                   files ("-" is stdin), on event time
 `
 
 // Main runs `csirt rules` with args (the words after "rules") and returns
@@ -278,6 +279,7 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fl.Var(&rulesDirs, "rules", "rule file or directory (repeatable)")
 	mapName := fl.String("mapping", "default", "field and logsource mapping: default or none")
 	format := fl.String("format", "jsonl", "output format: jsonl or text")
+	allMatches := fl.Bool("all-matches", false, "also print matches of rules that only feed correlations (no generate: true)")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -404,6 +406,9 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 			ms, as := run.Process(e)
 			for _, mt := range ms {
+				if !*allMatches && !run.Emit(mt) {
+					continue
+				}
 				matches++
 				emit(huntRecord{Rule: huntRule{ID: mt.RuleID, Name: mt.Name, Title: mt.Title, Level: mt.Level, Tags: mt.Tags, Type: "detection"},
 					File: path, Line: line, Event: mt.Event})

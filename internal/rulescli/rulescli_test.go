@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/csirt-toscana/platform/internal/testenv"
 )
@@ -123,8 +125,13 @@ func TestHuntCorrelation(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	if strings.Count(out, "5b7d9a1e") != 4 || !strings.Contains(out, "event_count 0b8ee5a8") || !strings.Contains(out, "203.0.113.9") {
+	// The base rule only feeds the correlation (no generate: true).
+	if strings.Count(out, "5b7d9a1e") != 0 || !strings.Contains(out, "event_count 0b8ee5a8") || !strings.Contains(out, "203.0.113.9") {
 		t.Errorf("output:\n%s\n%s", out, errs)
+	}
+	code, out, errs = run(t, "hunt", "--rules", rules, "--format", "text", "--all-matches", events)
+	if code != 0 || strings.Count(out, "5b7d9a1e") != 4 || !strings.Contains(out, "event_count 0b8ee5a8") {
+		t.Errorf("--all-matches output:\n%s\n%s", out, errs)
 	}
 }
 
@@ -169,5 +176,67 @@ func TestLintSkipsNonSigmaButNotBrokenRules(t *testing.T) {
 	}
 	if !strings.Contains(out, "skipped "+filepath.Join(dir, "pipeline.yml")) || !strings.Contains(out, "no detection section") {
 		t.Fatalf("want the pipeline skipped and the rule without detection an error:\n%s", out)
+	}
+}
+
+// The temporal_ordered example of the Sigma specification, run through the
+// real detection engine and correlation engine: ten failed logins then a
+// success for the same user within ten minutes give one alert; failures
+// alone give none. The referenced rules have no `generate: true`, so their
+// own matches are not reported.
+func TestHuntSpecTemporalOrdered(t *testing.T) {
+	rule := filepath.Join(testenv.SharedData(t), "sigma-spec", "correlation-examples", "15_temporal_ordered.yml")
+	dir := t.TempDir()
+	base := time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC)
+	write := func(name, user string, success bool) string {
+		var b strings.Builder
+		for i := 0; i < 10; i++ {
+			fmt.Fprintf(&b, `{"@timestamp":%q,"EventID":4625,"User":%q}`+"\n", base.Add(time.Duration(i)*30*time.Second).Format(time.RFC3339), user)
+		}
+		if success {
+			fmt.Fprintf(&b, `{"@timestamp":%q,"EventID":4624,"User":%q}`+"\n", base.Add(320*time.Second).Format(time.RFC3339), user)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	type rec struct {
+		Rule        struct{ ID, Type string } `json:"rule"`
+		Line        int                       `json:"line"`
+		Correlation struct {
+			GroupBy map[string]string `json:"group_by"`
+		} `json:"correlation"`
+	}
+	hunt := func(file string, extra ...string) []rec {
+		args := append([]string{"hunt", "--rules", rule, "--mapping", "none", "--format", "jsonl"}, extra...)
+		code, out, errs := run(t, append(args, file)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		var recs []rec
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if l == "" {
+				continue
+			}
+			var r rec
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatalf("%v: %s", err, l)
+			}
+			recs = append(recs, r)
+		}
+		return recs
+	}
+	got := hunt(write("fail_then_ok.jsonl", "alice", true))
+	if len(got) != 1 || got[0].Rule.ID != "b180ead8-d58f-40b2-ae54-c8940995b9b6" || got[0].Rule.Type != "temporal_ordered" ||
+		got[0].Line != 11 || got[0].Correlation.GroupBy["User"] != "alice" {
+		t.Fatalf("want one temporal_ordered alert for alice at line 11, got %+v", got)
+	}
+	if got := hunt(write("fail_only.jsonl", "bob", false)); len(got) != 0 {
+		t.Fatalf("failures alone gave %+v", got)
+	}
+	if got := hunt(filepath.Join(dir, "fail_then_ok.jsonl"), "--all-matches"); len(got) != 12 {
+		t.Fatalf("--all-matches: want 11 detection matches and 1 alert, got %d", len(got))
 	}
 }

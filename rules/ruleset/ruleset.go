@@ -147,6 +147,14 @@ func (r *Runner) Process(e event.Event) ([]engine.Match, []correlation.Alert) {
 	return r.buf, alerts
 }
 
+// Emit reports whether a detection match is reported on its own. A rule
+// that correlations reference is reported only when one of them sets
+// `generate: true` (Sigma correlation specification); otherwise it only
+// feeds the correlations.
+func (r *Runner) Emit(m engine.Match) bool {
+	return r.corr == nil || r.corr.Emit(m.RuleID, m.Name)
+}
+
 // Flush closes every open correlation window (end of input).
 func (r *Runner) Flush() []correlation.Alert {
 	if r.corr == nil {
