@@ -5,6 +5,7 @@
 package broker
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -83,7 +84,7 @@ func Start(opts Options) (*Broker, error) {
 		kfake.Ports(port),
 		// kfake listens on 127.0.0.1; listen on the configured host instead.
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, net.JoinHostPort(host, portStr))
+			return (&net.ListenConfig{}).Listen(context.Background(), network, net.JoinHostPort(host, portStr))
 		}),
 		kfake.ClusterID(opts.ClusterID),
 		kfake.DefaultNumPartitions(opts.Partitions),

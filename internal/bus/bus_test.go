@@ -275,3 +275,21 @@ func benchConsume(b *testing.B, opts bus.Options) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
+
+func TestPing(t *testing.T) {
+	b, err := broker.Start(broker.Options{Addr: freeAddr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := bus.Ping(ctx, bus.Options{Brokers: []string{b.Addr()}}); err != nil {
+		t.Fatalf("ping of a running broker: %v", err)
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel2()
+	if err := bus.Ping(short, bus.Options{Brokers: []string{freeAddr(t)}, DialTimeout: time.Second}); err == nil {
+		t.Fatal("ping of a closed port succeeded")
+	}
+}

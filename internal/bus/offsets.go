@@ -110,3 +110,21 @@ func CommittedOffsets(ctx context.Context, opts Options, group, topic string) (m
 	}
 	return out, nil
 }
+
+// Ping asks the brokers for cluster metadata: it succeeds when a broker
+// answers over the configured TLS and SASL. Readiness checks use it.
+func Ping(ctx context.Context, opts Options) error {
+	client, tr, err := adminClient(opts)
+	if err != nil {
+		return fmt.Errorf("pinging brokers: %w", err)
+	}
+	defer tr.CloseIdleConnections()
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
+	if err != nil {
+		return fmt.Errorf("pinging brokers: %w", err)
+	}
+	if len(md.Brokers) == 0 {
+		return fmt.Errorf("pinging brokers: metadata lists no broker")
+	}
+	return nil
+}

@@ -272,7 +272,7 @@ type huntRecord struct {
 	Event       event.Event      `json:"event,omitempty"`
 }
 
-func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	fl := flag.NewFlagSet("hunt", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	var rulesDirs multiFlag
@@ -317,7 +317,12 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	out := bufio.NewWriter(stdout)
-	defer out.Flush()
+	defer func() {
+		if err := out.Flush(); err != nil {
+			fmt.Fprintf(stderr, "csirt rules hunt: writing output: %v\n", err)
+			code = 1
+		}
+	}()
 	enc := json.NewEncoder(out)
 	emit := func(rec huntRecord) {
 		if *format == "jsonl" {
@@ -356,18 +361,16 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	status := 0
 	var events, matches, alerts, noDataset int
 	for _, path := range fl.Args() {
-		var in io.Reader
-		if path == "-" {
-			in = os.Stdin
-		} else {
+		var in io.Reader = os.Stdin
+		closeIn := func() {}
+		if path != "-" {
 			f, err := os.Open(path)
 			if err != nil {
 				fmt.Fprintf(stderr, "csirt rules hunt: %v\n", err)
 				status = 1
 				continue
 			}
-			defer f.Close()
-			in = f
+			in, closeIn = f, func() { _ = f.Close() }
 		}
 		sc := bufio.NewScanner(in)
 		sc.Buffer(make([]byte, 1<<20), 64<<20)
@@ -375,6 +378,7 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		for sc.Scan() {
 			line++
 			if line%4096 == 0 && ctx.Err() != nil {
+				closeIn()
 				fmt.Fprintf(stderr, "csirt rules hunt: %v\n", ctx.Err())
 				return 1
 			}
@@ -420,6 +424,7 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				}
 			}
 		}
+		closeIn()
 		if err := sc.Err(); err != nil {
 			fmt.Fprintf(stderr, "csirt rules hunt: reading %s: %v\n", path, err)
 			status = 1

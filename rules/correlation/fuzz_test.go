@@ -1,6 +1,7 @@
 package correlation
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,7 +23,8 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rs, err := ParseBytes(data, "fuzz.yml")
 		if err != nil {
-			if _, ok := err.(*ParseError); !ok {
+			var pe *ParseError
+			if !errors.As(err, &pe) {
 				t.Fatalf("error is %T, want *ParseError: %v", err, err)
 			}
 			return

@@ -84,11 +84,10 @@ func lexCondition(s string) ([]condToken, error) {
 }
 
 type condParser struct {
-	toks     []condToken
-	i        int
-	names    []string // search identifiers in document order
-	end      int
-	aggError bool
+	toks  []condToken
+	i     int
+	names []string // search identifiers in document order
+	end   int
 }
 
 // ParseCondition parses a condition over the given search identifiers,

@@ -161,15 +161,6 @@ func lookup(m *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-func lookupKey(m *yaml.Node, key string) *yaml.Node {
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i]
-		}
-	}
-	return nil
-}
-
 func withoutKey(m *yaml.Node, key string) *yaml.Node {
 	c := *m
 	c.Content = nil

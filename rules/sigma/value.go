@@ -263,7 +263,7 @@ func buildValue(mods []string, s string, cased bool, opts *Options, keyword bool
 	case containsMod(mods, "cidr"):
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
 		if err != nil {
-			return nil, fmt.Errorf("cidr: %q is not a network: %v", s, err)
+			return nil, fmt.Errorf("cidr: %q is not a network: %w", s, err)
 		}
 		v.Kind, v.Prefix = KindCIDR, p.Masked()
 		return []Value{v}, nil

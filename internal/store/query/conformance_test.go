@@ -125,7 +125,7 @@ func match(t *testing.T, n *query.Term, v any) bool {
 		if n.Op == query.OpWildcard {
 			return query.MatchWildcard(n.Str, s)
 		}
-		return strings.ToLower(s) == strings.ToLower(n.Str)
+		return strings.EqualFold(s, n.Str)
 	case event.Text:
 		toks := query.Tokenize(fmt.Sprint(v))
 		switch n.Op {

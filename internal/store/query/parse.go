@@ -359,8 +359,8 @@ func (p *parser) parsePrimary(group string, groupPos int) (expr, error) {
 	if c := p.peek(); !w.quoted && c != ':' && c != '<' && c != '>' {
 		p.pos = end
 	}
-	switch c := p.peek(); {
-	case c == ':' || c == '<' || c == '>':
+	switch c := p.peek(); c {
+	case ':', '<', '>':
 		if w.text == "" && !w.escaped {
 			return nil, p.errf(start, "unexpected %s: a field name must come first", p.describe(start))
 		}
