@@ -89,7 +89,7 @@ func parseFile(d *parse.Dispatcher, name, dataset, host, entity string, stdin io
 	}
 	opts := Options{Dataset: dataset, Host: host, Entity: entity, Source: source, Now: now,
 		OnLineError: func(line int, err error) { fmt.Fprintf(stderr, "csirt parse: %s:%d: %v\n", name, line, err) }}
-	err := readEvents(d, r, opts, func(ev event.Event) error {
+	err := readEvents(d, r, opts, func(_ int, ev event.Event) error {
 		b, err := ev.MarshalJSON()
 		if err != nil {
 			fmt.Fprintf(stderr, "csirt parse: %s: encoding event: %v\n", name, err)
@@ -121,20 +121,22 @@ type Options struct {
 }
 
 // ReadEvents parses raw log lines from r through the collector's parsers
-// and calls emit with each event, in order (auditd records are joined, so
-// an event may come after later lines). It is the entry point for other
+// and calls emit with each event and the number of the line that completed
+// it, in order (auditd records are joined, so an event may come after later
+// lines; events completed only at the end of input get line 0). It is the entry point for other
 // commands that read raw logs (e.g. hunting with rules over files). It
 // stops at the first error from r or emit.
-func ReadEvents(r io.Reader, opts Options, emit func(event.Event) error) error {
+func ReadEvents(r io.Reader, opts Options, emit func(line int, ev event.Event) error) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	return readEvents(parse.New(parse.Options{Now: opts.Now}), r, opts, emit)
 }
 
-func readEvents(d *parse.Dispatcher, r io.Reader, opts Options, emit func(event.Event) error) error {
+func readEvents(d *parse.Dispatcher, r io.Reader, opts Options, emit func(line int, ev event.Event) error) error {
 	st := d.NewStream(opts.Dataset)
 	ingested := opts.Now().UTC()
+	lineNo := 0
 	write := func(evs []event.Event) error {
 		for _, ev := range evs {
 			ev["event.ingested"] = ingested
@@ -150,14 +152,13 @@ func readEvents(d *parse.Dispatcher, r io.Reader, opts Options, emit func(event.
 				ev["agent.id"] = "csirt-parse"
 			}
 			ev["event.id"] = event.IDFromRaw([]byte(opts.Entity), []byte(ev.String("host.name")), []byte(ev.String("event.original")))
-			if err := emit(ev); err != nil {
+			if err := emit(lineNo, ev); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	br := bufio.NewReaderSize(r, 64<<10)
-	lineNo := 0
 	for {
 		line, err := readLine(br)
 		if len(line) > 0 {
@@ -179,6 +180,7 @@ func readEvents(d *parse.Dispatcher, r io.Reader, opts Options, emit func(event.
 			return fmt.Errorf("reading line %d: %w", lineNo+1, err)
 		}
 	}
+	lineNo = 0
 	return write(st.Flush())
 }
 

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/csirt-toscana/platform/collector/parsecli"
 	"github.com/csirt-toscana/platform/internal/event"
 	"github.com/csirt-toscana/platform/rules/correlation"
 	"github.com/csirt-toscana/platform/rules/engine"
@@ -30,9 +31,11 @@ const usage = `usage: csirt rules <command> [arguments]
 commands:
   lint [-q] [--mapping M] DIR|FILE... check rules: supported, unsupported (with the reason) or errors
   test [DIR|FILE...]               run rule test files (*.test.yml); default rules/
-  hunt --rules DIR [--mapping default|none] [--format jsonl|text] [--all-matches] FILE...
-                                   evaluate rules and correlations over JSONL event
-                                   files ("-" is stdin), on event time
+  hunt --rules DIR [--mapping default|none] [--format jsonl|text] [--all-matches]
+       [--input auto|jsonl|raw] [--dataset D] FILE...
+                                   evaluate rules and correlations, on event time, over
+                                   JSONL event files or raw log files (parsed as the
+                                   collector does); "-" is stdin
 `
 
 // Main runs `csirt rules` with args (the words after "rules") and returns
@@ -280,11 +283,14 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 	mapName := fl.String("mapping", "default", "field and logsource mapping: default or none")
 	format := fl.String("format", "jsonl", "output format: jsonl or text")
 	allMatches := fl.Bool("all-matches", false, "also print matches of rules that only feed correlations (no generate: true)")
+	input := fl.String("input", "auto", "input format: jsonl (events), raw (log lines, parsed as the collector does) or auto (per file)")
+	dataset := fl.String("dataset", "", "with raw input: force this parser (see csirt parse --help); default: detect per line")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
-	if len(rulesDirs) == 0 || fl.NArg() == 0 || (*format != "jsonl" && *format != "text") {
-		fmt.Fprint(stderr, "usage: csirt rules hunt --rules DIR [--mapping default|none] [--format jsonl|text] FILE...\n")
+	if len(rulesDirs) == 0 || fl.NArg() == 0 || (*format != "jsonl" && *format != "text") ||
+		(*input != "auto" && *input != "jsonl" && *input != "raw") {
+		fmt.Fprint(stderr, "usage: csirt rules hunt --rules DIR [--mapping default|none] [--format jsonl|text] [--input auto|jsonl|raw] [--dataset D] FILE...\n")
 		return 2
 	}
 	m, err := mapping.ByName(*mapName)
@@ -360,6 +366,27 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 	}
 	status := 0
 	var events, matches, alerts, noDataset int
+	process := func(e event.Event, path string, line int) {
+		events++
+		if _, ok := e["event.dataset"]; !ok {
+			noDataset++
+		}
+		ms, as := run.Process(e)
+		for _, mt := range ms {
+			if !*allMatches && !run.Emit(mt) {
+				continue
+			}
+			matches++
+			emit(huntRecord{Rule: huntRule{ID: mt.RuleID, Name: mt.Name, Title: mt.Title, Level: mt.Level, Tags: mt.Tags, Type: "detection"},
+				File: path, Line: line, Event: mt.Event})
+		}
+		for _, a := range as {
+			if a.Emit {
+				alerts++
+				emit(alertRec(a, path, line))
+			}
+		}
+	}
 	for _, path := range fl.Args() {
 		var in io.Reader = os.Stdin
 		closeIn := func() {}
@@ -372,7 +399,27 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 			}
 			in, closeIn = f, func() { _ = f.Close() }
 		}
-		sc := bufio.NewScanner(in)
+		br := bufio.NewReaderSize(in, 64<<10)
+		kind := *input
+		if kind == "auto" {
+			kind = sniffInput(br)
+		}
+		if kind == "raw" {
+			err := parsecli.ReadEvents(br, parsecli.Options{Dataset: *dataset, Source: path}, func(line int, e event.Event) error {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				process(e, path, line)
+				return nil
+			})
+			closeIn()
+			if err != nil {
+				fmt.Fprintf(stderr, "csirt rules hunt: reading %s: %v\n", path, err)
+				return 1
+			}
+			continue
+		}
+		sc := bufio.NewScanner(br)
 		sc.Buffer(make([]byte, 1<<20), 64<<20)
 		line := 0
 		for sc.Scan() {
@@ -404,25 +451,7 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 				status = 1
 				continue
 			}
-			events++
-			if _, ok := e["event.dataset"]; !ok {
-				noDataset++
-			}
-			ms, as := run.Process(e)
-			for _, mt := range ms {
-				if !*allMatches && !run.Emit(mt) {
-					continue
-				}
-				matches++
-				emit(huntRecord{Rule: huntRule{ID: mt.RuleID, Name: mt.Name, Title: mt.Title, Level: mt.Level, Tags: mt.Tags, Type: "detection"},
-					File: path, Line: line, Event: mt.Event})
-			}
-			for _, a := range as {
-				if a.Emit {
-					alerts++
-					emit(alertRec(a, path, line))
-				}
-			}
+			process(e, path, line)
 		}
 		closeIn()
 		if err := sc.Err(); err != nil {
@@ -441,6 +470,22 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 		fmt.Fprintf(stderr, "csirt rules hunt: %d events have no event.dataset and were evaluated by no rule; use --mapping none for events outside the platform schema\n", noDataset)
 	}
 	return status
+}
+
+// sniffInput tells JSONL events from raw log lines by the first
+// non-blank byte of the input.
+func sniffInput(br *bufio.Reader) string {
+	b, _ := br.Peek(4096)
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{':
+			return "jsonl"
+		}
+		return "raw"
+	}
+	return "jsonl"
 }
 
 func err2str(err error) string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -239,4 +240,71 @@ func TestHuntSpecTemporalOrdered(t *testing.T) {
 	if got := hunt(filepath.Join(dir, "fail_then_ok.jsonl"), "--all-matches"); len(got) != 12 {
 		t.Fatalf("--all-matches: want 11 detection matches and 1 alert, got %d", len(got))
 	}
+}
+
+// The project's rule library over CrowdSec's raw test logs (MIT), parsed by
+// the collector's own parsers: the brute-force and multi-port-scan
+// correlations flag the addresses CrowdSec's scenarios flag
+// (scenario.assert), and no other.
+func TestHuntRawCrowdsecLogs(t *testing.T) {
+	dir := filepath.Join(testenv.SharedData(t), "crowdsec-hub-tests", ".tests")
+	cases := []struct {
+		test, rule string
+		want       []string
+	}{
+		{"ssh-bf", "SSH brute force from one address", []string{"35.188.49.176"}},
+		{"ssh-slow-bf", "SSH slow brute force from one address", []string{"103.100.210.198"}},
+		{"iptables-scan-multi-port", "Multi-port scan from one address", []string{"127.0.0.2", "62.34.17.168"}},
+	}
+	for _, c := range cases {
+		logs, err := filepath.Glob(filepath.Join(dir, c.test, "*.log"))
+		if err != nil || len(logs) == 0 {
+			t.Fatalf("%s: no log file (%v)", c.test, err)
+		}
+		code, out, errs := run(t, append([]string{"hunt", "--rules", "../../rules/library", "--format", "jsonl"}, logs...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", c.test, code, errs)
+		}
+		flagged := map[string]bool{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var rec struct {
+				Rule        struct{ Title string } `json:"rule"`
+				Correlation struct {
+					GroupBy map[string]string `json:"group_by"`
+				} `json:"correlation"`
+			}
+			if l == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Rule.Title == c.rule {
+				flagged[rec.Correlation.GroupBy["source.ip"]] = true
+			}
+		}
+		var got []string
+		for ip := range flagged {
+			got = append(got, ip)
+		}
+		sort.Strings(got)
+		t.Logf("%s: CrowdSec flags %v, %q flags %v", c.test, c.want, c.rule, got)
+		if strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%s: flagged %v, want %v", c.test, got, c.want)
+		}
+		for _, ip := range c.want {
+			if !strings.Contains(mustRead(t, filepath.Join(dir, c.test, "scenario.assert")), `"`+ip+`" in results`) {
+				t.Errorf("%s: %s is not in CrowdSec's scenario.assert", c.test, ip)
+			}
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

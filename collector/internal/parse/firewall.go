@@ -93,7 +93,13 @@ func (*Iptables) parseMessage(in *input, ev event.Event) error {
 	case strings.Contains(lp, "accept"), strings.Contains(lp, "allow"):
 		categorize(ev, "", []string{"network"}, []string{"connection", "allowed"})
 		ev["event.action"] = "accept"
+	case strings.Contains(lp, "audit"):
+		// UFW's audit rules log new connections whatever their fate.
+		categorize(ev, "", []string{"network"}, []string{"connection"})
+		ev["event.action"] = "audit"
 	default:
+		// A LOG rule without a recognisable prefix: usually the rule just
+		// before a DROP, but the line does not say.
 		categorize(ev, "", []string{"network"}, []string{"connection"})
 		ev["event.action"] = "log"
 	}

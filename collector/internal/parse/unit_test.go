@@ -115,3 +115,29 @@ func TestConcurrentUse(t *testing.T) {
 		<-done
 	}
 }
+
+// TestFirewallDisposition: the log prefix decides event.action and whether
+// the packet counts as denied.
+func TestFirewallDisposition(t *testing.T) {
+	d := New(Options{})
+	for prefix, want := range map[string]struct {
+		action string
+		denied bool
+	}{
+		"[UFW BLOCK] ":       {"drop", true},
+		"IPTables-Dropped: ": {"drop", true},
+		"REJECT-IN ":         {"reject", true},
+		"[UFW ALLOW] ":       {"accept", false},
+		"[UFW AUDIT] ":       {"audit", false},
+		"":                   {"log", false},
+	} {
+		ev := d.Parse(Record{Raw: []byte(prefix + "IN=eth0 OUT= SRC=1.2.3.4 DST=5.6.7.8 PROTO=TCP SPT=1 DPT=2"), Source: "kernel"})
+		denied := false
+		for _, ty := range ev.Strings("event.type") {
+			denied = denied || ty == "denied"
+		}
+		if ev.String("event.action") != want.action || denied != want.denied {
+			t.Errorf("prefix %q: action %q denied %v, want %q %v", prefix, ev.String("event.action"), denied, want.action, want.denied)
+		}
+	}
+}
