@@ -1,0 +1,907 @@
+// Package tail is the agent's file source: it follows the files matching a
+// set of globs, line by line, and survives rotation.
+//
+//   - Files are identified by device and inode, plus a fingerprint (SHA-256
+//     of the first FingerprintBytes bytes) so that a reused inode is not
+//     mistaken for the file it replaced.
+//   - Rotation by rename: the renamed file is read to its end (it stays open
+//     by inode), the new file at the path is picked up from its start.
+//   - Rotation by copytruncate: a file that shrinks, or whose first bytes
+//     change, is read again from offset 0. Every chunk is checked against
+//     the fingerprint after it is read, so bytes of the new content are
+//     never taken for the old. When the copy matches a glob too, it is
+//     recognised by its fingerprint (that of the file being followed, or
+//     of a checkpointed file when the rotation happened while the agent
+//     was stopped) and read from where the original stopped: the lines
+//     written just before the truncation are not lost, and not read twice.
+//   - New files matching a glob are picked up at the next poll (polling,
+//     every 250 ms by default).
+//   - A line longer than MaxLineBytes is cut: its first MaxLineBytes bytes
+//     are emitted with envelope.FlagTruncated and the rest is skipped in
+//     chunks, never held in memory. Invalid UTF-8 is kept as bytes and
+//     flagged with envelope.FlagInvalidUTF8. A final "\r" is removed with
+//     the "\n".
+//   - Offsets are checkpointed only when the caller acknowledges a cursor
+//     (Ack), to a JSON file written atomically (temp file, fsync, rename,
+//     fsync of the directory). After a restart reading resumes at the
+//     acknowledged offset: lines emitted but not acknowledged are read again,
+//     nothing else.
+//   - A file that vanishes, cannot be opened, or is replaced by a directory
+//     gets an error status and a log line; the other files keep going and
+//     the path is retried at every poll.
+package tail
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/csirt-toscana/platform/agents/internal/source"
+	"github.com/csirt-toscana/platform/internal/envelope"
+)
+
+// Kind is the registry name of the file source.
+const Kind = "file"
+
+func init() { source.Register(Kind, New) }
+
+var _ source.Source = (*FileSource)(nil)
+
+// Config configures one file source. YAML keys are the snake_case names.
+type Config struct {
+	// Paths are globs (filepath.Match syntax) of the files to follow.
+	Paths []string `yaml:"paths"`
+	// Exclude are globs of paths to leave out (e.g. "*.gz").
+	Exclude []string `yaml:"exclude"`
+	// Stream is the envelope stream id. Default "file:<source name>".
+	Stream string `yaml:"stream"`
+	// MaxLineBytes is the line cap. Default 64 KiB; at most
+	// envelope.MaxRecordSize.
+	MaxLineBytes int `yaml:"max_line_bytes"`
+	// PollInterval is how often globs and files are checked. Default 250 ms.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// StartAt says where to start in a file found at the first scan that
+	// has no checkpoint: "beginning" (default) or "end". Files appearing
+	// later are always read from their beginning.
+	StartAt string `yaml:"start_at"`
+	// CloseAfter is how long a renamed-away or removed file stays open
+	// with no new data before it is closed. Default 5 s.
+	CloseAfter time.Duration `yaml:"close_after"`
+	// FingerprintBytes is how many leading bytes identify a file's
+	// content. Default 1024.
+	FingerprintBytes int `yaml:"fingerprint_bytes"`
+}
+
+func (c *Config) defaults(name string) error {
+	if len(c.Paths) == 0 {
+		return errors.New("paths: at least one glob is required")
+	}
+	for _, p := range append(append([]string(nil), c.Paths...), c.Exclude...) {
+		if _, err := filepath.Match(p, ""); err != nil {
+			return fmt.Errorf("paths: bad glob %q: %w", p, err)
+		}
+	}
+	if c.Stream == "" {
+		c.Stream = "file:" + name
+	}
+	if c.MaxLineBytes == 0 {
+		c.MaxLineBytes = 64 << 10
+	}
+	if c.MaxLineBytes < 0 || c.MaxLineBytes > envelope.MaxRecordSize {
+		return fmt.Errorf("max_line_bytes: %d is outside 1..%d", c.MaxLineBytes, envelope.MaxRecordSize)
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
+	if c.PollInterval < 0 {
+		return errors.New("poll_interval: must be positive")
+	}
+	switch c.StartAt {
+	case "":
+		c.StartAt = "beginning"
+	case "beginning", "end":
+	default:
+		return fmt.Errorf("start_at: %q is not beginning or end", c.StartAt)
+	}
+	if c.CloseAfter == 0 {
+		c.CloseAfter = 5 * time.Second
+	}
+	if c.FingerprintBytes == 0 {
+		c.FingerprintBytes = 1024
+	}
+	if c.FingerprintBytes < 16 || c.FingerprintBytes > 1<<20 {
+		return fmt.Errorf("fingerprint_bytes: %d is outside 16..1048576", c.FingerprintBytes)
+	}
+	return nil
+}
+
+// fileKey identifies a file on this host.
+type fileKey struct{ Dev, Ino uint64 }
+
+func keyOf(fi os.FileInfo) (fileKey, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileKey{}, false
+	}
+	return fileKey{Dev: uint64(st.Dev), Ino: st.Ino}, true //nolint:unconvert // Dev is not uint64 everywhere
+}
+
+type fingerprint struct {
+	n   int
+	sum [32]byte
+}
+
+// tracked is one open file. Fields without a comment are owned by Run.
+type tracked struct {
+	id   uint64 // cursor origin; a new id after a truncation
+	key  fileKey
+	path string // guarded by FileSource.mu
+	f    *os.File
+	fp   fingerprint // guarded by FileSource.mu
+
+	next     int64 // offset of the next byte to read
+	lineOff  int64 // offset where the pending line starts
+	pend     []byte
+	over     bool // the pending line passed the cap: skipping its rest
+	lastSize int64
+	lastMod  time.Time
+	idleFrom time.Time // last time data was read (for CloseAfter)
+
+	gone  bool         // path no longer leads here; guarded by mu
+	read  int64        // offset emitted up to; guarded by mu
+	acked int64        // guarded by mu
+	state source.State // guarded by mu
+	since time.Time    // guarded by mu
+}
+
+type pathStatus struct {
+	state source.State
+	err   string
+	since time.Time
+}
+
+// FileSource follows files. Build it with New or through the registry.
+type FileSource struct {
+	name string
+	cfg  Config
+	log  logrus.FieldLogger
+	now  func() time.Time
+	ckpt string // checkpoint file path
+
+	chunk []byte // read buffer, owned by Run
+	fpBuf []byte // fingerprint buffer, owned by Run
+
+	mu       sync.Mutex
+	files    map[fileKey]*tracked // open files
+	byID     map[uint64]*tracked  // cursor origin -> file, open or closed
+	nextID   uint64
+	saved    map[fileKey]ckptEntry // checkpoint as loaded at start
+	savedFP  map[string]ckptEntry  // the same, by full fingerprint
+	paths    map[string]pathStatus // problems with configured paths
+	ran      bool
+	ckptErrs int
+}
+
+// New builds a file source from its configuration (the registry factory).
+func New(name string, decode func(any) error, deps source.Deps) (source.Source, error) {
+	var cfg Config
+	if err := decode(&cfg); err != nil {
+		return nil, err
+	}
+	return NewFileSource(name, cfg, deps)
+}
+
+// NewFileSource builds a file source.
+func NewFileSource(name string, cfg Config, deps source.Deps) (*FileSource, error) {
+	if err := cfg.defaults(name); err != nil {
+		return nil, fmt.Errorf("file source %q: %w", name, err)
+	}
+	deps = deps.WithDefaults()
+	if deps.StateDir == "" {
+		return nil, fmt.Errorf("file source %q: a state directory is required for checkpoints", name)
+	}
+	if err := os.MkdirAll(deps.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("file source %q: creating state directory: %w", name, err)
+	}
+	s := &FileSource{
+		name:  name,
+		cfg:   cfg,
+		log:   deps.Logger.WithFields(logrus.Fields{"source": name, "kind": Kind}),
+		now:   deps.Now,
+		ckpt:  filepath.Join(deps.StateDir, "tail-"+safeName(name)+".json"),
+		chunk: make([]byte, 64<<10),
+		fpBuf: make([]byte, cfg.FingerprintBytes),
+		files: map[fileKey]*tracked{},
+		byID:  map[uint64]*tracked{},
+		paths: map[string]pathStatus{},
+	}
+	saved, err := loadCheckpoint(s.ckpt)
+	if err != nil {
+		// A damaged checkpoint must not stop the agent: re-read (duplicates,
+		// not loss) and say so.
+		s.log.WithError(err).Error("checkpoint is unreadable; files will be read from their beginning")
+		saved = nil
+	}
+	s.saved = saved
+	s.savedFP = map[string]ckptEntry{}
+	for _, e := range saved {
+		if e.FPLen == cfg.FingerprintBytes {
+			s.savedFP[e.FP] = e
+		}
+	}
+	return s, nil
+}
+
+func safeName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s)
+	if s == "" || s == "." || s == ".." {
+		s = "_" + s
+	}
+	return s
+}
+
+// Run follows the files until ctx ends.
+func (s *FileSource) Run(ctx context.Context, out chan<- source.Record) error {
+	s.mu.Lock()
+	if s.ran {
+		s.mu.Unlock()
+		return errors.New("file source: Run called twice")
+	}
+	s.ran = true
+	s.mu.Unlock()
+	defer s.closeAll()
+	first := true
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		s.scan(first)
+		first = false
+		more, err := s.readAll(ctx, out)
+		if err != nil {
+			return nil //nolint:nilerr // ctx ended while sending: a normal stop
+		}
+		if more {
+			continue // a file has more than one round's worth: no sleep
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
+
+func (s *FileSource) excluded(p string) bool {
+	for _, ex := range s.cfg.Exclude {
+		if ok, _ := filepath.Match(ex, p); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(ex, filepath.Base(p)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// setPath records a path's problem (or clears it with state "") and logs
+// each change once.
+func (s *FileSource) setPath(path string, state source.State, err string) {
+	s.mu.Lock()
+	old, had := s.paths[path]
+	if state == "" {
+		delete(s.paths, path)
+	} else if !had || old.state != state || old.err != err {
+		s.paths[path] = pathStatus{state: state, err: err, since: s.now()}
+	}
+	s.mu.Unlock()
+	switch {
+	case state == "" && had && old.state == source.StateError:
+		s.log.WithField("path", path).Info("file is readable again")
+	case state == source.StateError && (!had || old.err != err):
+		s.log.WithFields(logrus.Fields{"path": path, "problem": err}).Error("cannot follow file; retrying")
+	case state == source.StateWaiting && !had:
+		s.log.WithField("path", path).Info("file does not exist yet; waiting for it")
+	}
+}
+
+// scan matches the globs, opens new files and marks vanished ones.
+func (s *FileSource) scan(first bool) {
+	seen := map[fileKey]bool{}
+	statted := map[fileKey]bool{}
+	done := map[string]bool{}
+	for _, pattern := range s.cfg.Paths {
+		matches, _ := filepath.Glob(pattern) // patterns were validated
+		if len(matches) == 0 && !hasMeta(pattern) {
+			s.setPath(pattern, source.StateWaiting, "no such file")
+		}
+		for _, p := range matches {
+			if done[p] || s.excluded(p) {
+				continue
+			}
+			done[p] = true
+			s.discover(p, first, seen, statted)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if first {
+		// Checkpointed files that no longer exist are forgotten; those
+		// that exist but cannot be opened yet keep their place.
+		for k, e := range s.saved {
+			if !statted[k] {
+				s.log.WithField("path", e.Path).Info("checkpointed file is gone; forgetting its offset")
+				delete(s.saved, k)
+			}
+		}
+	}
+	for k, t := range s.files {
+		if !seen[k] && !t.gone {
+			t.gone = true
+			t.state, t.since = source.StateDraining, s.now()
+			t.idleFrom = s.now()
+			s.log.WithFields(logrus.Fields{"path": t.path}).Info("file was renamed away or removed; reading what is left")
+		}
+	}
+	// Forget configured paths that no longer exist and were errors.
+	for p := range s.paths {
+		if !done[p] && hasMeta(p) {
+			continue
+		}
+		if !done[p] && s.paths[p].state == source.StateError {
+			if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+				delete(s.paths, p)
+			}
+		}
+	}
+}
+
+func (s *FileSource) discover(p string, first bool, seen, statted map[fileKey]bool) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) { // vanished between glob and stat
+			return
+		}
+		s.setPath(p, source.StateError, err.Error())
+		return
+	}
+	if fi.IsDir() {
+		s.setPath(p, source.StateError, "is a directory, not a log file")
+		return
+	}
+	if !fi.Mode().IsRegular() {
+		s.setPath(p, source.StateError, "is not a regular file ("+fi.Mode().Type().String()+")")
+		return
+	}
+	key, ok := keyOf(fi)
+	if !ok {
+		s.setPath(p, source.StateError, "cannot read its inode")
+		return
+	}
+	statted[key] = true
+	s.mu.Lock()
+	t, known := s.files[key]
+	if known {
+		seen[key] = true
+		if t.path != p && !t.gone {
+			// renamed to another matching name: keep following by inode
+			t.path = p
+		} else if t.gone {
+			t.gone, t.path, t.state, t.since = false, p, source.StateReading, s.now()
+		}
+	}
+	s.mu.Unlock()
+	if known {
+		s.setPath(p, "", "")
+		return
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		s.setPath(p, source.StateError, err.Error())
+		return
+	}
+	fi, err = f.Stat()
+	if err != nil {
+		_ = f.Close()
+		s.setPath(p, source.StateError, err.Error())
+		return
+	}
+	if k2, _ := keyOf(fi); k2 != key { // replaced between stat and open: next poll
+		_ = f.Close()
+		return
+	}
+	seen[key] = true
+	s.setPath(p, "", "")
+	fp, err := s.fingerprint(f, fi.Size())
+	if err != nil {
+		_ = f.Close()
+		s.setPath(p, source.StateError, err.Error())
+		return
+	}
+	start := int64(0)
+	how := "new file, reading from its beginning"
+	s.mu.Lock()
+	if c, ok := s.saved[key]; ok {
+		switch {
+		case !c.matches(f, fi.Size()):
+			how = "inode reused by another file (fingerprint differs), reading from its beginning"
+		case c.Offset > fi.Size():
+			how = "file shrank while the agent was stopped (copytruncate), reading from its beginning"
+		default:
+			start = c.Offset
+			how = "resuming at the checkpoint"
+		}
+		delete(s.saved, key)
+	} else if orig := s.copyOf(fp); orig != nil {
+		// logrotate's copytruncate: this is the copy of a file being
+		// followed. Read only what was not read from the original: the
+		// lines written between the last read and the truncation.
+		if fi.Size() < orig.lineOff {
+			// Still being copied: look again at the next poll.
+			s.mu.Unlock()
+			_ = f.Close()
+			delete(seen, key)
+			return
+		}
+		start = orig.lineOff
+		how = "copy of " + orig.path + " (copytruncate rotation), reading what the original had not yet given"
+	} else if c, ok := s.savedFP[hex.EncodeToString(fp.sum[:])]; ok && fp.n == s.cfg.FingerprintBytes {
+		// A copy, made while the agent was stopped, of a checkpointed
+		// file (copytruncate while stopped): continue where that file
+		// was acknowledged.
+		if fi.Size() < c.Offset {
+			s.mu.Unlock() // still being copied: look again at the next poll
+			_ = f.Close()
+			delete(seen, key)
+			return
+		}
+		start = c.Offset
+		how = "copy of checkpointed " + c.Path + " (copytruncate while stopped), resuming at its checkpoint"
+		delete(s.savedFP, c.FP)
+	} else if first && s.cfg.StartAt == "end" {
+		start = fi.Size()
+		how = "start_at end: reading new lines only"
+	}
+	s.nextID++
+	t = &tracked{
+		id: s.nextID, key: key, path: p, f: f, fp: fp,
+		next: start, lineOff: start, read: start, acked: start,
+		lastSize: fi.Size(), lastMod: fi.ModTime(), idleFrom: s.now(),
+		state: source.StateReading, since: s.now(),
+	}
+	s.files[key] = t
+	s.byID[t.id] = t
+	s.mu.Unlock()
+	s.log.WithFields(logrus.Fields{"path": p, "offset": start, "size": fi.Size()}).Info("following file: " + how)
+}
+
+// copyOf returns the open file whose full fingerprint equals fp. s.mu is
+// held. Short fingerprints never match: identical small files would be
+// taken for copies, and reading twice is better than skipping.
+func (s *FileSource) copyOf(fp fingerprint) *tracked {
+	if fp.n < s.cfg.FingerprintBytes {
+		return nil
+	}
+	for _, t := range s.files {
+		if t.fp == fp {
+			return t
+		}
+	}
+	return nil
+}
+
+// fingerprint hashes the first min(size, FingerprintBytes) bytes.
+func (s *FileSource) fingerprint(f *os.File, size int64) (fingerprint, error) {
+	n := int(min(size, int64(s.cfg.FingerprintBytes)))
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return fingerprint{}, fmt.Errorf("reading the first bytes: %w", err)
+	}
+	return fingerprint{n: n, sum: sha256.Sum256(b)}, nil
+}
+
+// readAll reads every open file once; more reports that some file has
+// data left. It returns ctx's error when ctx ends while sending.
+func (s *FileSource) readAll(ctx context.Context, out chan<- source.Record) (more bool, err error) {
+	s.mu.Lock()
+	files := make([]*tracked, 0, len(s.files))
+	for _, t := range s.files {
+		files = append(files, t)
+	}
+	s.mu.Unlock()
+	sort.Slice(files, func(i, j int) bool { return files[i].id < files[j].id })
+	for _, t := range files {
+		m, err := s.readFile(ctx, t, out)
+		if err != nil {
+			return false, err
+		}
+		more = more || m
+	}
+	return more, nil
+}
+
+// maxRoundBytes bounds what one file may read per round, for fairness.
+const maxRoundBytes = 8 << 20
+
+func (s *FileSource) readFile(ctx context.Context, t *tracked, out chan<- source.Record) (bool, error) {
+	fi, err := t.f.Stat()
+	if err != nil {
+		s.log.WithError(err).WithField("path", t.path).Error("stat of an open file failed")
+		return false, nil
+	}
+	size := fi.Size()
+	if size != t.lastSize || !fi.ModTime().Equal(t.lastMod) {
+		if err := s.checkTruncation(t, size); err != nil {
+			s.log.WithError(err).WithField("path", t.path).Error("checking for truncation failed")
+		}
+		t.lastSize, t.lastMod = size, fi.ModTime()
+	}
+	var round int64
+	for t.next < size && round < maxRoundBytes {
+		want := min(int64(len(s.chunk)), size-t.next)
+		n, err := t.f.ReadAt(s.chunk[:want], t.next)
+		if n == 0 {
+			if err != nil && !errors.Is(err, io.EOF) {
+				s.log.WithError(err).WithField("path", t.path).Error("reading file failed")
+			}
+			break
+		}
+		// The file may have been truncated and rewritten since the stat
+		// (copytruncate): only a chunk read while the first bytes were
+		// still the fingerprinted ones is the old content. Otherwise
+		// leave it; the next poll sees the truncation, and the lines not
+		// read are in the copy, which starts at t.lineOff.
+		if same, err := s.sameStart(t); err != nil || !same {
+			t.lastSize = -1 // force the truncation check
+			break
+		}
+		round += int64(n)
+		if err := s.consume(ctx, t, s.chunk[:n], out); err != nil {
+			return false, err
+		}
+		if int64(n) < want {
+			break // short read: the file shrank
+		}
+	}
+	now := s.now()
+	if round > 0 {
+		t.idleFrom = now
+	}
+	s.mu.Lock()
+	gone := t.gone
+	s.mu.Unlock()
+	if gone && t.next >= size && now.Sub(t.idleFrom) >= s.cfg.CloseAfter {
+		// The last line of a rotated file may lack its newline: emit it.
+		if len(t.pend) > 0 || t.over {
+			if err := s.emit(ctx, t, t.next, out); err != nil {
+				return false, err
+			}
+		}
+		s.close(t)
+	}
+	return t.next < size, nil
+}
+
+// sameStart reports whether the file still starts with its fingerprinted
+// bytes.
+func (s *FileSource) sameStart(t *tracked) (bool, error) {
+	s.mu.Lock()
+	fp := t.fp
+	s.mu.Unlock()
+	if fp.n == 0 {
+		return true, nil
+	}
+	b := s.fpBuf[:fp.n]
+	if n, err := t.f.ReadAt(b, 0); n < fp.n {
+		return false, err
+	}
+	return sha256.Sum256(b) == fp.sum, nil
+}
+
+// checkTruncation restarts a file at 0 when it shrank below what was read
+// or its first bytes changed (copytruncate).
+func (s *FileSource) checkTruncation(t *tracked, size int64) error {
+	s.mu.Lock()
+	fp := t.fp
+	s.mu.Unlock()
+	truncated := size < t.next
+	if !truncated && fp.n > 0 && size >= int64(fp.n) {
+		b := make([]byte, fp.n)
+		if _, err := t.f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		truncated = sha256.Sum256(b) != fp.sum
+	}
+	if truncated {
+		s.log.WithFields(logrus.Fields{"path": t.path, "offset": t.next, "size": size}).
+			Warn("file was truncated (copytruncate rotation); reading it again from the beginning")
+		t.next, t.lineOff, t.pend, t.over = 0, 0, t.pend[:0], false
+	}
+	if truncated || (fp.n < s.cfg.FingerprintBytes && size > int64(fp.n)) {
+		nfp, err := s.fingerprint(t.f, size)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		t.fp = nfp
+		if truncated {
+			// Acks of the old content are stale from now on.
+			delete(s.byID, t.id)
+			s.nextID++
+			t.id = s.nextID
+			s.byID[t.id] = t
+			t.read, t.acked = 0, 0
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// consume splits a chunk read at t.next into lines.
+func (s *FileSource) consume(ctx context.Context, t *tracked, b []byte, out chan<- source.Record) error {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		seg := b
+		if i >= 0 {
+			seg = b[:i]
+		}
+		if !t.over {
+			room := s.cfg.MaxLineBytes - len(t.pend)
+			if len(seg) > room {
+				t.pend = append(t.pend, seg[:room]...)
+				t.over = true
+			} else {
+				t.pend = append(t.pend, seg...)
+			}
+		}
+		if i < 0 {
+			t.next += int64(len(b))
+			return nil
+		}
+		t.next += int64(i + 1)
+		b = b[i+1:]
+		if err := s.emit(ctx, t, t.next, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// emit sends the pending line, which ends at offset end.
+func (s *FileSource) emit(ctx context.Context, t *tracked, end int64, out chan<- source.Record) error {
+	line := t.pend
+	if !t.over && len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
+	var flags envelope.Flags
+	if t.over {
+		flags |= envelope.FlagTruncated
+	}
+	if !utf8.Valid(line) {
+		flags |= envelope.FlagInvalidUTF8
+	}
+	rec := source.Record{
+		Stream: s.cfg.Stream,
+		Origin: t.path,
+		Time:   s.now(),
+		Kind:   envelope.KindRawLine,
+		Flags:  flags,
+		Data:   append([]byte(nil), line...),
+		Cursor: source.Cursor{Origin: t.id, Offset: end},
+	}
+	if t.over {
+		s.log.WithFields(logrus.Fields{"path": t.path, "offset": t.lineOff, "length": end - t.lineOff, "kept": len(line)}).
+			Warn("line longer than max_line_bytes: truncated")
+	}
+	t.pend, t.over, t.lineOff = t.pend[:0], false, end
+	if cap(t.pend) > 4*4096 && s.cfg.MaxLineBytes > 4*4096 {
+		t.pend = nil // do not keep a huge buffer for a rare long line
+	}
+	select {
+	case out <- rec:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	t.read = end
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *FileSource) close(t *tracked) {
+	_ = t.f.Close()
+	s.mu.Lock()
+	delete(s.files, t.key)
+	// Keep it in byID until its lines are acknowledged.
+	if t.acked >= t.read {
+		delete(s.byID, t.id)
+	}
+	s.mu.Unlock()
+	s.log.WithFields(logrus.Fields{"path": t.path}).Info("closed a rotated or removed file after reading it to the end")
+}
+
+func (s *FileSource) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.files {
+		_ = t.f.Close()
+	}
+}
+
+// Ack checkpoints the acknowledged offsets.
+func (s *FileSource) Ack(cursors ...source.Cursor) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := false
+	for _, c := range cursors {
+		t, ok := s.byID[c.Origin]
+		if !ok || c.Offset <= t.acked {
+			continue
+		}
+		t.acked = c.Offset
+		changed = true
+		if _, open := s.files[t.key]; !open && t.acked >= t.read {
+			delete(s.byID, t.id)
+		}
+	}
+	if !changed {
+		return nil
+	}
+	return s.writeCheckpointLocked()
+}
+
+// Status lists followed files and problem paths.
+func (s *FileSource) Status() []source.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []source.Status
+	for _, t := range s.files {
+		out = append(out, source.Status{Source: s.name, Path: t.path, State: t.state, Since: t.since, Read: t.read, Acked: t.acked})
+	}
+	for p, ps := range s.paths {
+		out = append(out, source.Status{Source: s.name, Path: p, State: ps.state, Err: ps.err, Since: ps.since})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// ckptEntry is one file in the checkpoint file.
+type ckptEntry struct {
+	Path   string `json:"path"` // informative only
+	Dev    uint64 `json:"dev"`
+	Ino    uint64 `json:"ino"`
+	FPLen  int    `json:"fp_len"`
+	FP     string `json:"fp_sha256"`
+	Offset int64  `json:"offset"`
+}
+
+type ckptFile struct {
+	Version int         `json:"version"`
+	Files   []ckptEntry `json:"files"`
+}
+
+// matches reports whether f starts with the fingerprinted bytes.
+func (c ckptEntry) matches(f *os.File, size int64) bool {
+	if int64(c.FPLen) > size {
+		return false
+	}
+	b := make([]byte, c.FPLen)
+	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]) == c.FP
+}
+
+func loadCheckpoint(path string) (map[fileKey]ckptEntry, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[fileKey]ckptEntry{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint %s: %w", path, err)
+	}
+	var c ckptFile
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("decoding checkpoint %s: %w", path, err)
+	}
+	if c.Version != 1 {
+		return nil, fmt.Errorf("checkpoint %s has version %d, want 1", path, c.Version)
+	}
+	m := make(map[fileKey]ckptEntry, len(c.Files))
+	for _, e := range c.Files {
+		m[fileKey{e.Dev, e.Ino}] = e
+	}
+	return m, nil
+}
+
+// writeCheckpointLocked writes the acknowledged offsets of the files in
+// byID (open, or closed with unacknowledged lines) and of the files in the
+// loaded checkpoint not seen yet (so a file absent for a while keeps its
+// place). s.mu is held.
+func (s *FileSource) writeCheckpointLocked() error {
+	c := ckptFile{Version: 1}
+	have := map[fileKey]bool{}
+	for _, t := range s.byID {
+		if have[t.key] {
+			continue
+		}
+		have[t.key] = true
+		c.Files = append(c.Files, ckptEntry{
+			Path: t.path, Dev: t.key.Dev, Ino: t.key.Ino,
+			FPLen: t.fp.n, FP: hex.EncodeToString(t.fp.sum[:]), Offset: t.acked,
+		})
+	}
+	for k, e := range s.saved {
+		if !have[k] {
+			c.Files = append(c.Files, e)
+		}
+	}
+	sort.Slice(c.Files, func(i, j int) bool { return c.Files[i].Path < c.Files[j].Path })
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding checkpoint: %w", err)
+	}
+	if err := writeFileAtomic(s.ckpt, b); err != nil {
+		s.ckptErrs++
+		return fmt.Errorf("file source %q: writing checkpoint: %w", s.name, err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes b to path via a temporary file, fsync, rename and
+// fsync of the directory: after a crash path holds the old or the new
+// content, never a mix.
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() { _ = os.Remove(tmp) }() // no-op after the rename
+	if _, err := f.Write(b); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		_ = d.Close()
+		return err
+	}
+	return d.Close()
+}
