@@ -132,12 +132,14 @@ func ValidID(id string) error {
 	if id == "" || len(id) > 256 {
 		return fmt.Errorf("%w: document id must be 1 to 256 bytes", ErrInvalid)
 	}
-	if i := strings.IndexFunc(id, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == ':' || r == '-')
-	}); i >= 0 {
+	if i := strings.IndexFunc(id, func(r rune) bool { return !idRune(r) }); i >= 0 {
 		return fmt.Errorf("%w: document id %q has a character outside [A-Za-z0-9._:-]", ErrInvalid, id)
 	}
 	return nil
+}
+
+func idRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == ':' || r == '-'
 }
 
 // Refresh says when a write must be visible to search.
