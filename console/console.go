@@ -24,10 +24,11 @@ var webFS embed.FS
 
 // Status is what the landing page tells about the node.
 type Status struct {
-	Version string
-	Mode    string // "single-node" or "cluster"
-	Bus     string // e.g. "embedded broker 127.0.0.1:9092"
-	Store   string // e.g. "SQLite csirt-data/store.db"
+	Version     string
+	SingleNode  bool   // single-node mode (embedded broker) or cluster
+	Brokers     string // bootstrap addresses
+	StoreKind   string // "SQLite" or "Elasticsearch"
+	StoreDetail string // file path or cluster addresses
 }
 
 // Options configure the console.
@@ -150,27 +151,33 @@ func language(r *http.Request) string {
 
 var messages = map[string]map[string]string{
 	"it": {
-		"title":   "CSIRT Toscana — Console",
-		"heading": "Console di risposta agli incidenti",
-		"running": "Il nodo è attivo.",
-		"mode":    "Modalità",
-		"bus":     "Bus dei messaggi",
-		"store":   "Archivio",
-		"version": "Versione",
-		"soon":    "Coda degli incidenti, ricerca ed enti arriveranno nelle prossime versioni.",
-		"other":   "English",
-		"otherq":  "?lang=en",
+		"title":    "CSIRT Toscana — Console",
+		"heading":  "Console di risposta agli incidenti",
+		"running":  "Il nodo è attivo.",
+		"mode":     "Modalità",
+		"bus":      "Bus dei messaggi",
+		"store":    "Archivio",
+		"version":  "Versione",
+		"soon":     "Coda degli incidenti, ricerca ed enti arriveranno nelle prossime versioni.",
+		"single":   "nodo singolo",
+		"cluster":  "cluster",
+		"embedded": "broker integrato",
+		"other":    "English",
+		"otherq":   "?lang=en",
 	},
 	"en": {
-		"title":   "CSIRT Toscana — Console",
-		"heading": "Incident response console",
-		"running": "The node is running.",
-		"mode":    "Mode",
-		"bus":     "Message bus",
-		"store":   "Store",
-		"version": "Version",
-		"soon":    "The incident queue, search and entities arrive in the next versions.",
-		"other":   "Italiano",
-		"otherq":  "?lang=it",
+		"title":    "CSIRT Toscana — Console",
+		"heading":  "Incident response console",
+		"running":  "The node is running.",
+		"mode":     "Mode",
+		"bus":      "Message bus",
+		"store":    "Store",
+		"version":  "Version",
+		"soon":     "The incident queue, search and entities arrive in the next versions.",
+		"single":   "single node",
+		"cluster":  "cluster",
+		"embedded": "embedded broker",
+		"other":    "Italiano",
+		"otherq":   "?lang=it",
 	},
 }

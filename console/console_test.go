@@ -12,7 +12,7 @@ import (
 
 func server(t *testing.T) *httptest.Server {
 	c, err := New(Options{Status: func() Status {
-		return Status{Version: "test", Mode: "single-node", Bus: "<script>x</script>", Store: "SQLite"}
+		return Status{Version: "test", SingleNode: true, Brokers: "<script>x</script>", StoreKind: "SQLite"}
 	}})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
@@ -42,6 +42,7 @@ func TestHomeItalianByDefault(t *testing.T) {
 	require.Equal(t, 200, res.StatusCode)
 	require.Equal(t, "it", res.Header.Get("Content-Language"))
 	require.Contains(t, body, "Il nodo è attivo.")
+	require.Contains(t, body, "broker integrato")
 	require.Contains(t, res.Header.Get("Content-Security-Policy"), "default-src 'none'")
 	require.Equal(t, "nosniff", res.Header.Get("X-Content-Type-Options"))
 	// html/template escapes what it shows.
@@ -53,6 +54,7 @@ func TestHomeEnglish(t *testing.T) {
 	srv := server(t)
 	_, body := get(t, srv.URL+"/?lang=en", nil)
 	require.Contains(t, body, "The node is running.")
+	require.Contains(t, body, "embedded broker")
 	_, body = get(t, srv.URL+"/", map[string]string{"Accept-Language": "en-GB,en;q=0.9"})
 	require.Contains(t, body, "The node is running.")
 	_, body = get(t, srv.URL+"/", map[string]string{"Accept-Language": "it-IT,en;q=0.5"})

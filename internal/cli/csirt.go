@@ -1,0 +1,147 @@
+// Package cli implements the command line of the central `csirt` binary:
+// it parses arguments, loads configuration and hands over to the packages
+// that do the work. cmd/csirt only calls Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/csirt-toscana/platform/collector/parsecli"
+	"github.com/csirt-toscana/platform/internal/central"
+	"github.com/csirt-toscana/platform/internal/config"
+	"github.com/csirt-toscana/platform/internal/logging"
+	"github.com/csirt-toscana/platform/internal/rulescli"
+)
+
+const usage = `csirt: the central node of the CSIRT Toscana platform.
+
+Usage:
+  csirt serve [--config FILE]    run every central role in one process
+                                 (no FILE: single-node mode with the embedded
+                                 broker and SQLite store under ./csirt-data,
+                                 console on http://127.0.0.1:8080)
+  csirt config check FILE        validate a configuration file and print it
+                                 with secrets redacted
+  csirt rules lint|test|hunt     check, test and run detection rules offline
+                                 (csirt rules --help)
+  csirt parse [--dataset D] FILE...
+                                 print the events log lines would give (JSONL),
+                                 to check a log format before deploying
+  csirt version                  print the version
+
+Run 'csirt COMMAND --help' for a command's flags.
+Configuration reference: docs/configuration.md.
+`
+
+// Main runs the csirt command line and returns the process exit code:
+// 0 success, 1 failure, 2 bad usage.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "check" {
+			fmt.Fprintln(stderr, "usage: csirt config check FILE")
+			return 2
+		}
+		return configCheck(args[2:], stdout, stderr)
+	case "rules":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return rulescli.Main(ctx, args[1:], stdout, stderr)
+	case "parse":
+		return parsecli.Main(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "csirt", central.Version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "csirt: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration `file` (default: built-in single-node defaults)")
+	dataDir := fs.String("data-dir", "", "override data_dir (where the embedded broker and SQLite store keep their files)")
+	listen := fs.String("listen", "", "override http.listen (console and /healthz, /readyz, /metrics)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: csirt serve [--config FILE] [--data-dir DIR] [--listen HOST:PORT]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "csirt serve:", err)
+		return 1
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *listen != "" {
+		cfg.HTTP.Listen = *listen
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "csirt serve:", err)
+		return 1
+	}
+	log, err := logging.New(stderr, cfg.Log.Format, cfg.Log.Level)
+	if err != nil {
+		fmt.Fprintln(stderr, "csirt serve:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	node, err := central.Build(ctx, cfg, log)
+	if err != nil {
+		log.WithError(err).Error("csirt serve could not start")
+		return 1
+	}
+	runErr := node.Run(ctx)
+	node.Close()
+	if runErr != nil {
+		log.WithError(runErr).Error("csirt serve stopped with an error")
+		return 1
+	}
+	log.Info("csirt serve stopped")
+	return 0
+}
+
+func configCheck(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: csirt config check FILE")
+		return 2
+	}
+	cfg, err := config.Load(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	dump, err := cfg.Dump()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "# %s: configuration is valid (secrets redacted)\n%s", args[0], dump)
+	return 0
+}
