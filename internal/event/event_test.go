@@ -165,3 +165,78 @@ func TestFieldRegistry(t *testing.T) {
 		require.True(t, ok, r)
 	}
 }
+
+func TestMarshalStructure(t *testing.T) {
+	e := Event{
+		"@timestamp":  time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC),
+		"source.ip":   "10.0.0.1",
+		"source.port": int64(22),
+		"source-x":    "dash sorts before dot",
+		"source0":     "digit sorts after dot",
+		"a":           "scalar",
+		"a.b":         "kept dotted beside the scalar",
+		"a.b.c":       "also",
+		"x.y":         "value",
+		"x.y.z":       "dotted under x",
+		"x.y0":        int64(1),
+		"p..q":        "empty segment",
+		"r.":          "trailing dot",
+		"tags":        []string{"a", "b"},
+		"ok":          true,
+		"ratio":       0.25,
+	}
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	require.True(t, json.Valid(b), "%s", b)
+	var got map[string]any
+	require.NoError(t, json.Unmarshal(b, &got))
+	want := map[string]any{
+		"@timestamp": "2026-01-02T03:04:05.000000006Z",
+		"source":     map[string]any{"ip": "10.0.0.1", "port": float64(22)},
+		"source-x":   "dash sorts before dot",
+		"source0":    "digit sorts after dot",
+		"a":          "scalar",
+		"a.b":        "kept dotted beside the scalar",
+		"a.b.c":      "also",
+		"x":          map[string]any{"y": "value", "y.z": "dotted under x", "y0": float64(1)},
+		"p":          map[string]any{".q": "empty segment"},
+		"r.":         "trailing dot",
+		"tags":       []any{"a", "b"},
+		"ok":         true,
+		"ratio":      0.25,
+	}
+	require.Equal(t, want, got)
+	back, err := Decode(b)
+	require.NoError(t, err)
+	b2, err := json.Marshal(back)
+	require.NoError(t, err)
+	require.Equal(t, string(b), string(b2))
+}
+
+// FuzzAppendString: our escaper and encoding/json agree on what a string
+// decodes to, and the output is always valid JSON.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote\" back\\slash", "ctl\x00\x01\x1f\n\r\t", "bad\xff\xfeutf8", "ls\u2028ps\u2029", "<html>&", "é漢字😀"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ours := appendString(nil, s)
+		if !json.Valid(ours) {
+			t.Fatalf("invalid JSON %q for %q", ours, s)
+		}
+		theirs, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b string
+		if err := json.Unmarshal(ours, &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(theirs, &b); err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Fatalf("%q decodes to %q, encoding/json's to %q", s, a, b)
+		}
+	})
+}
