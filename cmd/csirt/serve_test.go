@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +21,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/csirt-toscana/platform/collector"
 	"github.com/csirt-toscana/platform/internal/bus"
+	"github.com/csirt-toscana/platform/internal/envelope"
 	"github.com/csirt-toscana/platform/internal/store"
 	"github.com/csirt-toscana/platform/internal/store/sqlite"
 )
@@ -53,9 +59,17 @@ func start(t *testing.T, bin, dataDir, cfg, httpAddr string) *node {
 	n := &node{log: &strings.Builder{}, http: httpAddr}
 	n.cmd = exec.Command(bin, "serve", "--config", cfg, "--data-dir", dataDir, "--listen", httpAddr)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	began := time.Now()
 	require.NoError(t, n.cmd.Start())
 	t.Cleanup(func() { _ = n.cmd.Process.Kill(); _ = n.cmd.Wait() })
+	waitHealthy(t, n)
+	return n
+}
+
+// waitHealthy waits for the node's /healthz and logs how long it took.
+func waitHealthy(t *testing.T, n *node) {
+	t.Helper()
+	began := time.Now()
+	httpAddr := n.http
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		res, err := http.Get("http://" + httpAddr + "/healthz")
@@ -70,8 +84,7 @@ func start(t *testing.T, bin, dataDir, cfg, httpAddr string) *node {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("csirt serve answered /healthz %s after start", time.Since(began).Round(time.Millisecond))
-	return n
+	t.Logf("%s answered /healthz %s after start", "csirt "+n.cmd.Args[1], time.Since(began).Round(time.Millisecond))
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -86,7 +99,7 @@ func (n *node) stop(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatalf("csirt serve did not stop within a minute of SIGTERM; log:\n%s", n.log)
 	}
-	require.Contains(t, n.log.String(), "csirt serve stopped")
+	require.Contains(t, n.log.String(), " stopped")
 }
 
 func TestServeRestartKeepsData(t *testing.T) {
@@ -132,12 +145,20 @@ func TestServeRestartKeepsData(t *testing.T) {
 	require.NoError(t, p.Close())
 	n.stop(t)
 
-	// Between runs, write a document into the node's store.
+	// Between runs, write a document into the node's store and enrol an
+	// agent of that entity.
 	s, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dataDir, "store.db")})
 	require.NoError(t, err)
 	_, err = s.Put(ctx, store.TenantScope("comune-prato"), store.Entities,
 		store.Doc{ID: "comune-prato", Tenant: "comune-prato", Source: json.RawMessage(`{"name":"Comune di Prato"}`)}, store.WriteOptions{})
 	require.NoError(t, err)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	require.NoError(t, err)
+	require.NoError(t, collector.RegisterAgent(ctx, s, collector.Agent{AgentID: "agent-web01", EntityID: "comune-prato",
+		Hostname: "web01", Algorithm: envelope.Ed25519.String(), KeyID: "k1",
+		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}))
 	require.NoError(t, s.Close())
 
 	// Second run on the same data: the broker still has every message.
@@ -151,6 +172,36 @@ func TestServeRestartKeepsData(t *testing.T) {
 		seen[string(m.Value)] = true
 	}
 	require.NoError(t, c.Close())
+
+	// The collector role verifies a signed batch of that agent and
+	// publishes its records as parsed events, keyed by the entity.
+	signer, err := envelope.NewEd25519Signer("k1", priv)
+	require.NoError(t, err)
+	b := &envelope.Batch{AgentID: "agent-web01", EntityID: "comune-prato", StreamID: "/var/log/auth.log", FirstSeq: 1, Created: time.Now()}
+	for i := 0; i < 3; i++ {
+		b.Records = append(b.Records, envelope.Record{Time: time.Now(), Kind: envelope.KindRawLine,
+			Data: []byte(fmt.Sprintf("Nov 22 10:00:0%d web01 sshd[4%d]: Failed password for root from 203.0.113.9 port 5000%d ssh2", i, i, i))})
+	}
+	raw, err := envelope.Seal(b, signer)
+	require.NoError(t, err)
+	p, err = bus.NewProducer(bus.ProducerOptions{Options: opts})
+	require.NoError(t, err)
+	require.NoError(t, p.Produce(ctx, bus.Message{Topic: bus.TopicRaw, Key: []byte("agent-web01"), Value: raw}))
+	require.NoError(t, p.Close())
+	c, err = bus.NewConsumer(bus.ConsumerOptions{Options: opts, GroupID: "events-check", Topics: []string{bus.TopicEvents}})
+	require.NoError(t, err)
+	parsed := 0
+	for parsed < 3 {
+		m, err := c.Fetch(ctx)
+		require.NoError(t, err)
+		if !strings.HasPrefix(string(m.Value), "event-") {
+			require.Equal(t, "comune-prato", string(m.Key))
+			require.Contains(t, string(m.Value), `"dataset":"sshd"`)
+			require.Contains(t, string(m.Value), `"ip":"203.0.113.9"`)
+			parsed++
+		}
+	}
+	require.NoError(t, c.Close())
 	n.stop(t)
 
 	// And the store kept its document through a run of the node.
@@ -159,6 +210,9 @@ func TestServeRestartKeepsData(t *testing.T) {
 	d, err := s.Get(ctx, store.TenantScope("comune-prato"), store.Entities, "comune-prato")
 	require.NoError(t, err)
 	require.Contains(t, string(d.Source), "Comune di Prato")
+	found, err := s.Search(ctx, store.TenantScope("comune-prato"), store.Events, store.SearchRequest{Query: "event.dataset:sshd AND source.ip:203.0.113.9"})
+	require.NoError(t, err)
+	require.EqualValues(t, 3, found.Total, "the collector archived the batch's events")
 	require.NoError(t, s.Close())
 }
 

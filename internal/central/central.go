@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
+	"github.com/csirt-toscana/platform/collector"
 	"github.com/csirt-toscana/platform/console"
 	"github.com/csirt-toscana/platform/internal/broker"
 	"github.com/csirt-toscana/platform/internal/bus"
@@ -45,12 +46,26 @@ type Node struct {
 	listener net.Listener
 	http     *http.Server
 	status   console.Status
+	parts    []lifecycle.Part
 }
 
-// Build opens every dependency the configuration names. On error whatever
-// was opened is closed again.
-func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger) (n *Node, err error) {
+// Roles selects the central roles a process runs. `csirt serve` runs them
+// all; `csirt collector` and `csirt console` run one each (cluster mode).
+type Roles struct {
+	Collector bool
+	Console   bool
+}
+
+// AllRoles is what `csirt serve` runs.
+var AllRoles = Roles{Collector: true, Console: true}
+
+// Build opens every dependency the configuration names and the roles need.
+// On error whatever was opened is closed again.
+func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger, roles Roles) (n *Node, err error) {
 	start := time.Now()
+	if roles != AllRoles && cfg.Embedded() {
+		return nil, fmt.Errorf("running one role needs an external Kafka (bus.brokers): in single-node mode `csirt serve` runs every role in one process")
+	}
 	n = &Node{cfg: cfg, log: log, registry: telemetry.NewRegistry(), health: telemetry.NewHealth()}
 	defer func() {
 		if err != nil {
@@ -116,13 +131,22 @@ func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger) (n *N
 	}
 	n.health.Add("store", n.storeReady)
 
+	// Roles.
+	if roles.Collector {
+		if err := n.addCollector(cfg, log); err != nil {
+			return nil, err
+		}
+	}
+
 	// HTTP: console and operational endpoints.
 	mux := http.NewServeMux()
-	con, err := console.New(console.Options{Logger: log, Status: func() console.Status { return n.status }})
-	if err != nil {
-		return nil, err
+	if roles.Console {
+		con, err := console.New(console.Options{Logger: log, Status: func() console.Status { return n.status }})
+		if err != nil {
+			return nil, err
+		}
+		con.Mount(mux)
 	}
-	con.Mount(mux)
 	telemetry.Mount(mux, n.health, n.registry)
 	n.listener, err = (&net.ListenConfig{}).Listen(ctx, "tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -161,29 +185,44 @@ func openElastic(ctx context.Context, cfg config.Config, log logrus.FieldLogger)
 	})
 }
 
+func (n *Node) addCollector(cfg config.Config, log logrus.FieldLogger) error {
+	col, err := collector.New(collector.Options{Bus: n.busOpts, BatchTimeout: cfg.Bus.Producer.BatchTimeout.D(),
+		Compression: bus.Compression(cfg.Bus.Producer.Compression), Store: n.store, Logger: log, Registerer: n.registry})
+	if err != nil {
+		return err
+	}
+	n.parts = append(n.parts, lifecycle.Part{Name: "collector", Run: col.Run})
+	return nil
+}
+
 // HTTPAddr is the address the console listens on.
 func (n *Node) HTTPAddr() string { return n.listener.Addr().String() }
 
 // Run serves until ctx is cancelled, then drains within the shutdown timeout.
 func (n *Node) Run(ctx context.Context) error {
-	return lifecycle.Run(ctx, n.log, n.cfg.ShutdownTimeout.D(), lifecycle.Part{Name: "http", Run: func(ctx context.Context) error {
-		errc := make(chan error, 1)
-		go func() { errc <- n.http.Serve(n.listener) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout.D())
-		defer cancel()
-		if err := n.http.Shutdown(sctx); err != nil {
-			return fmt.Errorf("draining HTTP: %w", err)
-		}
-		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	}})
+	parts := append([]lifecycle.Part{{Name: "http", Run: n.serveHTTP}}, n.parts...)
+	return lifecycle.Run(ctx, n.log, n.cfg.ShutdownTimeout.D(), parts...)
+}
+
+// serveHTTP serves the console and the operational endpoints until ctx is
+// cancelled, then drains open requests.
+func (n *Node) serveHTTP(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- n.http.Serve(n.listener) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout.D())
+	defer cancel()
+	if err := n.http.Shutdown(sctx); err != nil {
+		return fmt.Errorf("draining HTTP: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // Close releases the store and stops the broker (persisting its data).

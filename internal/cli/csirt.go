@@ -27,6 +27,10 @@ Usage:
                                  (no FILE: single-node mode with the embedded
                                  broker and SQLite store under ./csirt-data,
                                  console on http://127.0.0.1:8080)
+  csirt collector [--config FILE]
+  csirt console [--config FILE]  run one central role (cluster mode: needs bus.brokers);
+                                 the collector verifies agents' batches and publishes
+                                 events, the console serves the web UI
   csirt config check FILE        validate a configuration file and print it
                                  with secrets redacted
   csirt rules lint|test|hunt     check, test and run detection rules offline
@@ -49,7 +53,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "serve":
-		return serve(args[1:], stdout, stderr)
+		return serve("serve", central.AllRoles, args[1:], stderr)
+	case "collector":
+		return serve("collector", central.Roles{Collector: true}, args[1:], stderr)
+	case "console":
+		return serve("console", central.Roles{Console: true}, args[1:], stderr)
 	case "config":
 		if len(args) < 2 || args[1] != "check" {
 			fmt.Fprintln(stderr, "usage: csirt config check FILE")
@@ -74,14 +82,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func serve(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+func serve(name string, roles central.Roles, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration `file` (default: built-in single-node defaults)")
 	dataDir := fs.String("data-dir", "", "override data_dir (where the embedded broker and SQLite store keep their files)")
 	listen := fs.String("listen", "", "override http.listen (console and /healthz, /readyz, /metrics)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: csirt serve [--config FILE] [--data-dir DIR] [--listen HOST:PORT]")
+		fmt.Fprintf(stderr, "usage: csirt %s [--config FILE] [--data-dir DIR] [--listen HOST:PORT]\n", name)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -92,7 +100,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
-		fmt.Fprintln(stderr, "csirt serve:", err)
+		fmt.Fprintln(stderr, "csirt "+name+":", err)
 		return 1
 	}
 	if *dataDir != "" {
@@ -102,28 +110,28 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		cfg.HTTP.Listen = *listen
 	}
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, "csirt serve:", err)
+		fmt.Fprintln(stderr, "csirt "+name+":", err)
 		return 1
 	}
 	log, err := logging.New(stderr, cfg.Log.Format, cfg.Log.Level)
 	if err != nil {
-		fmt.Fprintln(stderr, "csirt serve:", err)
+		fmt.Fprintln(stderr, "csirt "+name+":", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	node, err := central.Build(ctx, cfg, log)
+	node, err := central.Build(ctx, cfg, log, roles)
 	if err != nil {
-		log.WithError(err).Error("csirt serve could not start")
+		log.WithError(err).Errorf("csirt %s could not start", name)
 		return 1
 	}
 	runErr := node.Run(ctx)
 	node.Close()
 	if runErr != nil {
-		log.WithError(runErr).Error("csirt serve stopped with an error")
+		log.WithError(runErr).Errorf("csirt %s stopped with an error", name)
 		return 1
 	}
-	log.Info("csirt serve stopped")
+	log.Infof("csirt %s stopped", name)
 	return 0
 }
 
