@@ -118,7 +118,7 @@ func FuzzMatchWildcard(f *testing.F) {
 	f.Add("*Σ*", "σς")
 	f.Fuzz(func(t *testing.T, pattern, s string) {
 		if len(pattern)*len(s) > 1<<20 {
-			t.Skip() // keep the quadratic reference fast
+			return // keep the quadratic reference fast
 		}
 		got, want := MatchWildcard(pattern, s), refMatch(pattern, s)
 		if got != want {
