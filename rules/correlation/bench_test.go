@@ -99,12 +99,17 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 // every run): at most 300 bytes per live key.
 func TestMemoryPerKeyBudget(t *testing.T) {
 	if testing.Short() {
-		t.Skip("allocates ~60 MB")
+		t.Skip("allocates ~60 MB per case")
 	}
-	per := memoryPerKey(t, benchEventCount, 200_000, Options{BaseRules: []RuleRef{{Name: "failed"}}}, ipEvent)
-	t.Logf("event_count: %.0f bytes per live key", per)
-	if per > 300 {
-		t.Fatalf("%.0f bytes per key, budget 300", per)
+	for _, c := range []struct{ name, doc string }{
+		{"event_count", benchEventCount},
+		{"temporal_ordered_2_fields", benchOrdered},
+	} {
+		per := memoryPerKey(t, c.doc, 200_000, Options{BaseRules: []RuleRef{{Name: "failed"}, {Name: "ok"}}}, ipEvent)
+		t.Logf("%s: %.0f bytes per live key", c.name, per)
+		if per > 300 {
+			t.Fatalf("%s: %.0f bytes per key, budget 300", c.name, per)
+		}
 	}
 }
 

@@ -211,14 +211,86 @@ type sub struct {
 	fields    []string // event field per group-by slot for this source
 }
 
-// state is what one group key remembers.
+// state is what one group key remembers. It is 48 bytes (a Go size class):
+// the events or values of count and value types and the steps of temporal
+// types share one field, ext, so no key pays for both slice headers.
 type state struct {
 	last    int64 // newest contributing event time (unix ns)
 	touched int64 // Clock time of the last update (unix ns)
 	fired   int64 // event time that triggered the last alert: older matches are ignored
 	start   int64 // window start (windows evaluated at close)
-	items   []item
-	steps   []step
+	// ext is nil or *[]item (event_count, value_*: allocated on the first
+	// event and kept when the items are consumed, so refilling a window
+	// does not allocate it again), or the steps of a temporal type: a
+	// fixed array *[1]step to *[4]step (one allocation of the exact size)
+	// or *[]step for more referenced rules.
+	ext any
+}
+
+// items returns the key's remembered events or values (nil if none).
+func (s *state) items() []item {
+	if p, ok := s.ext.(*[]item); ok {
+		return *p
+	}
+	return nil
+}
+
+// itemList returns the key's item slice for update, allocating it on first
+// use.
+func (s *state) itemList() *[]item {
+	if p, ok := s.ext.(*[]item); ok {
+		return p
+	}
+	p := new([]item)
+	s.ext = p
+	return p
+}
+
+// dropItems forgets the key's events or values (the slice header is kept).
+func (s *state) dropItems() {
+	if p, ok := s.ext.(*[]item); ok {
+		*p = nil
+	}
+}
+
+// steps returns the progress of a temporal key on each referenced rule
+// (nil for other types).
+//
+// Sequential assertions, not a type switch: each is one comparison of the
+// type word, where a switch of this size compares type hashes first.
+func (s *state) steps() []step {
+	if p, ok := s.ext.(*[2]step); ok {
+		return p[:]
+	}
+	if p, ok := s.ext.(*[3]step); ok {
+		return p[:]
+	}
+	if p, ok := s.ext.(*[4]step); ok {
+		return p[:]
+	}
+	if p, ok := s.ext.(*[1]step); ok {
+		return p[:]
+	}
+	if p, ok := s.ext.(*[]step); ok {
+		return *p
+	}
+	return nil
+}
+
+// newSteps returns zeroed steps for n referenced rules, for state.ext.
+func newSteps(n int) any {
+	switch n {
+	case 1:
+		return new([1]step)
+	case 2:
+		return new([2]step)
+	case 3:
+		return new([3]step)
+	case 4:
+		return new([4]step)
+	}
+	p := make([]step, n)
+	return &p
 }
 
 // item is one remembered event (event_count) or value (value_*).
@@ -551,10 +623,10 @@ func (e *Engine) apply(s *sub, m Match, now int64) (Alert, bool) {
 		}
 		st = &state{start: t}
 		if r.Type.temporal() {
-			st.steps = make([]step, len(r.Rules))
+			st.ext = newSteps(len(r.Rules))
 		}
 		cr.keys.put(&key, st)
-	} else if !cr.eager && len(st.items) > 0 && t > st.start+cr.ts {
+	} else if !cr.eager && len(st.items()) > 0 && t > st.start+cr.ts {
 		// The key's window closed: evaluate it before starting a new one.
 		closed, closedOK = e.close(cr, key, st, nil)
 		st.start = t
@@ -570,7 +642,7 @@ func (e *Engine) apply(s *sub, m Match, now int64) (Alert, bool) {
 	if t > cr.watermark {
 		cr.watermark = t
 	}
-	if len(st.items) == 0 && !r.Type.temporal() {
+	if !r.Type.temporal() && len(st.items()) == 0 {
 		st.start = t
 	}
 	id := m.Event.ID()
@@ -583,24 +655,26 @@ func (e *Engine) apply(s *sub, m Match, now int64) (Alert, bool) {
 	case ValueCount:
 		cr.upsertValue(st, item{t: t, id: id, v: val}, e.opts.MaxEventsPerKey)
 	case Temporal:
+		steps := st.steps()
 		for _, p := range s.positions {
-			if t >= st.steps[p].end {
-				st.steps[p] = step{start: t, end: t, id: id}
+			if t >= steps[p].end {
+				steps[p] = step{start: t, end: t, id: id}
 			}
 		}
 	case TemporalOrdered:
+		steps := st.steps()
 		for i := len(s.positions) - 1; i >= 0; i-- {
 			p := s.positions[i]
 			cand := step{start: t, end: t, id: id}
 			if p > 0 {
-				prev := st.steps[p-1]
+				prev := steps[p-1]
 				if prev.end == 0 || prev.end > t || prev.start < t-cr.ts {
 					continue
 				}
 				cand.start = prev.start
 			}
-			if cur := st.steps[p]; cur.end == 0 || cand.start >= cur.start {
-				st.steps[p] = cand
+			if cur := steps[p]; cur.end == 0 || cand.start >= cur.start {
+				steps[p] = cand
 			}
 		}
 	}
@@ -637,41 +711,46 @@ func (cr *crule) evictOne() {
 
 // insert adds an event in time order, dropping the oldest beyond max.
 func (cr *crule) insert(st *state, it item, max int) {
-	i := len(st.items)
-	for i > 0 && st.items[i-1].t > it.t {
+	p := st.itemList()
+	items := *p
+	i := len(items)
+	for i > 0 && items[i-1].t > it.t {
 		i--
 	}
-	st.items = append(st.items, item{})
-	copy(st.items[i+1:], st.items[i:])
-	st.items[i] = it
-	if len(st.items) > max {
-		n := len(st.items) - max
-		st.items = append(st.items[:0], st.items[n:]...)
+	items = append(items, item{})
+	copy(items[i+1:], items[i:])
+	items[i] = it
+	if len(items) > max {
+		n := len(items) - max
+		items = append(items[:0], items[n:]...)
 		cr.stats.EventsEvicted += uint64(n)
 	}
+	*p = items
 }
 
 // upsertValue records a distinct value with its latest time.
 func (cr *crule) upsertValue(st *state, it item, max int) {
-	for i := range st.items {
-		if st.items[i].v == it.v {
-			if it.t >= st.items[i].t {
-				st.items[i].t, st.items[i].id = it.t, it.id
+	p := st.itemList()
+	items := *p
+	for i := range items {
+		if items[i].v == it.v {
+			if it.t >= items[i].t {
+				items[i].t, items[i].id = it.t, it.id
 			}
 			return
 		}
 	}
-	if len(st.items) >= max {
+	if len(items) >= max {
 		old := 0
-		for i := range st.items {
-			if st.items[i].t < st.items[old].t {
+		for i := range items {
+			if items[i].t < items[old].t {
 				old = i
 			}
 		}
-		st.items = append(st.items[:old], st.items[old+1:]...)
+		items = append(items[:old], items[old+1:]...)
 		cr.stats.EventsEvicted++
 	}
-	st.items = append(st.items, it)
+	*p = append(items, it)
 }
 
 // prune forgets what slid out of the window ending at the key's newest event.
@@ -679,47 +758,54 @@ func (cr *crule) prune(st *state) {
 	h := st.last - cr.ts
 	switch cr.r.Type {
 	case Temporal, TemporalOrdered:
-		for i := range st.steps {
-			if st.steps[i].end != 0 && (st.steps[i].end < h || st.steps[i].start < h) {
-				st.steps[i] = step{}
+		steps := st.steps()
+		for i := range steps {
+			if steps[i].end != 0 && (steps[i].end < h || steps[i].start < h) {
+				steps[i] = step{}
 			}
 		}
 	default:
+		p, ok := st.ext.(*[]item)
+		if !ok {
+			return
+		}
+		items := *p
 		j := 0
-		for _, it := range st.items {
+		for _, it := range items {
 			if it.t >= h {
-				st.items[j] = it
+				items[j] = it
 				j++
 			}
 		}
-		clear(st.items[j:])
-		st.items = st.items[:j]
+		clear(items[j:])
+		*p = items[:j]
 	}
 }
 
 // aggregate returns the value the condition is compared with and the count
 // of contributing events.
 func (cr *crule) aggregate(st *state) (float64, int) {
+	items := st.items()
 	switch cr.r.Type {
 	case EventCount:
-		return float64(len(st.items)), len(st.items)
+		return float64(len(items)), len(items)
 	case ValueCount:
-		return float64(len(st.items)), len(st.items)
+		return float64(len(items)), len(items)
 	case ValueSum, ValueAvg:
 		sum := 0.0
-		for _, it := range st.items {
+		for _, it := range items {
 			sum += it.f
 		}
-		if cr.r.Type == ValueAvg && len(st.items) > 0 {
-			return sum / float64(len(st.items)), len(st.items)
+		if cr.r.Type == ValueAvg && len(items) > 0 {
+			return sum / float64(len(items)), len(items)
 		}
-		return sum, len(st.items)
+		return sum, len(items)
 	case ValuePercentile:
 		_, share := cr.rare(st)
-		return share, len(st.items)
+		return share, len(items)
 	case Temporal:
 		n := 0
-		for _, s := range st.steps {
+		for _, s := range st.steps() {
 			if s.end != 0 {
 				n++
 			}
@@ -727,7 +813,7 @@ func (cr *crule) aggregate(st *state) (float64, int) {
 		return float64(n), n
 	case TemporalOrdered:
 		n := 0
-		for i, s := range st.steps {
+		for i, s := range st.steps() {
 			if s.end != 0 {
 				n = i + 1
 			}
@@ -740,14 +826,15 @@ func (cr *crule) aggregate(st *state) (float64, int) {
 // rare returns the values whose share (in percent of the window's events)
 // satisfies the condition, and the smallest share.
 func (cr *crule) rare(st *state) ([]string, float64) {
+	items := st.items()
 	counts := map[string]int{}
-	for _, it := range st.items {
+	for _, it := range items {
 		counts[it.v]++
 	}
 	min := math.Inf(1)
 	var out []string
 	for v, n := range counts {
-		share := 100 * float64(n) / float64(len(st.items))
+		share := 100 * float64(n) / float64(len(items))
 		if share < min {
 			min = share
 		}
@@ -758,7 +845,7 @@ func (cr *crule) rare(st *state) ([]string, float64) {
 	sort.Strings(out)
 	if len(out) > 0 {
 		// Report the share of a value that satisfies the condition.
-		return out, 100 * float64(counts[out[0]]) / float64(len(st.items))
+		return out, 100 * float64(counts[out[0]]) / float64(len(items))
 	}
 	return nil, min
 }
@@ -766,8 +853,8 @@ func (cr *crule) rare(st *state) ([]string, float64) {
 // close evaluates a window at its end (non-eager correlations) and resets
 // the key. trigger is nil when Expire or Flush closes it.
 func (e *Engine) close(cr *crule, key Key, st *state, trigger event.Event) (Alert, bool) {
-	defer func() { st.items = nil }()
-	if len(st.items) == 0 {
+	defer st.dropItems()
+	if len(st.items()) == 0 {
 		return Alert{}, false
 	}
 	agg, count := cr.aggregate(st)
@@ -797,11 +884,12 @@ func (e *Engine) fire(cr *crule, key Key, st *state, agg float64, count int, tri
 	var ids []string
 	switch r.Type {
 	case Temporal, TemporalOrdered:
-		n := len(st.steps)
+		steps := st.steps()
+		n := len(steps)
 		if r.Type == TemporalOrdered {
 			n = count
 		}
-		for _, s := range st.steps[:n] {
+		for _, s := range steps[:n] {
 			if s.end == 0 {
 				continue
 			}
@@ -815,9 +903,10 @@ func (e *Engine) fire(cr *crule, key Key, st *state, agg float64, count int, tri
 				ids = append(ids, s.id)
 			}
 		}
-		clear(st.steps)
+		clear(steps)
 	default:
-		for _, it := range st.items {
+		items := st.items()
+		for _, it := range items {
 			if start == 0 || it.t < start {
 				start = it.t
 			}
@@ -829,13 +918,13 @@ func (e *Engine) fire(cr *crule, key Key, st *state, agg float64, count int, tri
 			}
 		}
 		if r.Type == ValueCount {
-			a.Values = make([]string, len(st.items))
-			for i, it := range st.items {
+			a.Values = make([]string, len(items))
+			for i, it := range items {
 				a.Values[i] = it.v
 			}
 			sort.Strings(a.Values)
 		}
-		st.items = nil
+		st.dropItems()
 	}
 	if len(ids) > e.idsKept {
 		ids = ids[len(ids)-e.idsKept:]

@@ -537,3 +537,64 @@ correlation: {type: event_count, rules: [failed], group-by: [source.ip], timespa
 		t.Fatalf("outer alerts %d: %+v", outer, got)
 	}
 }
+
+// TestTemporalStepLayouts: temporal and temporal_ordered keep their steps in
+// a fixed array for 1 to 4 referenced rules and in a slice beyond; every
+// size fires on the complete sequence, and survives a snapshot taken one
+// step before the end.
+func TestTemporalStepLayouts(t *testing.T) {
+	names := []string{"r0", "r1", "r2", "r3", "r4", "r5"}
+	var base []RuleRef
+	for _, n := range names {
+		base = append(base, RuleRef{Name: n})
+	}
+	for _, typ := range []Type{Temporal, TemporalOrdered} {
+		for n := 1; n <= len(names); n++ {
+			if typ == TemporalOrdered && n < 2 {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s_%d", typ, n), func(t *testing.T) {
+				doc := fmt.Sprintf("title: seq\nid: seq\ncorrelation: {type: %s, rules: [%s], group-by: [source.ip], timespan: 1m}\n",
+					typ, strings.Join(names[:n], ", "))
+				rs := mustParse(t, doc)
+				e := mustNew(t, rs, Options{BaseRules: base})
+				m := func(e *Engine, i int) []Alert {
+					return e.Process(Match{RuleName: names[i], Event: ev(time.Duration(i)*time.Second, fmt.Sprint("e", i), "source.ip", "10.0.0.1")})
+				}
+				for i := 0; i < n-1; i++ {
+					if a := m(e, i); len(a) != 0 {
+						t.Fatalf("fired after %d of %d rules", i+1, n)
+					}
+				}
+				var snap bytes.Buffer
+				if err := e.Snapshot(&snap); err != nil {
+					t.Fatal(err)
+				}
+				e2 := mustNew(t, rs, Options{BaseRules: base})
+				if err := e2.Restore(bytes.NewReader(snap.Bytes())); err != nil {
+					t.Fatal(err)
+				}
+				var again bytes.Buffer
+				if err := e2.Snapshot(&again); err != nil {
+					t.Fatal(err)
+				}
+				if again.String() != snap.String() {
+					t.Fatalf("snapshot after restore differs:\n%s\n%s", snap.String(), again.String())
+				}
+				for _, eng := range []*Engine{e, e2} {
+					a := m(eng, n-1)
+					if len(a) != 1 || a[0].Count != n || len(a[0].EventIDs) != n || a[0].EventIDs[n-1] != fmt.Sprint("e", n-1) ||
+						a[0].Start != t0 || a[0].End != t0.Add(time.Duration(n-1)*time.Second) {
+						t.Fatalf("alerts %+v", a)
+					}
+					// The steps were consumed: the last rule alone does not fire again.
+					if n > 1 {
+						if a := m(eng, n-1); len(a) != 0 {
+							t.Fatalf("fired again: %+v", a)
+						}
+					}
+				}
+			})
+		}
+	}
+}

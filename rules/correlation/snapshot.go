@@ -74,10 +74,10 @@ func (e *Engine) Snapshot(w io.Writer) error {
 			s := cr.keys.get(&k)
 			rec := snapRecord{Kind: "key", Rule: cr.stats.Rule, Key: append([]string(nil), k[:n]...),
 				Last: s.last, Touched: s.touched, Fired: s.fired, Start: s.start}
-			for _, it := range s.items {
+			for _, it := range s.items() {
 				rec.Items = append(rec.Items, snapItem{T: it.t, ID: it.id, V: it.v, F: it.f})
 			}
-			for _, p := range s.steps {
+			for _, p := range s.steps() {
 				rec.Steps = append(rec.Steps, snapStep{Start: p.start, End: p.end, ID: p.id})
 			}
 			if err := enc.Encode(rec); err != nil {
@@ -173,17 +173,21 @@ func (e *Engine) Restore(r io.Reader) error {
 			var k Key
 			copy(k[:], rec.Key)
 			s := &state{last: rec.Last, touched: rec.Touched, fired: rec.Fired, start: rec.Start}
-			for _, it := range rec.Items {
-				s.items = append(s.items, item{t: it.T, id: it.ID, v: it.V, f: it.F})
-			}
 			if cur.r.Type.temporal() {
 				if len(rec.Steps) != len(cur.r.Rules) {
 					return fmt.Errorf("reading correlation snapshot record %d: %q key has %d steps, want %d", n, rec.Rule, len(rec.Steps), len(cur.r.Rules))
 				}
-				s.steps = make([]step, len(rec.Steps))
+				s.ext = newSteps(len(rec.Steps))
+				steps := s.steps()
 				for i, p := range rec.Steps {
-					s.steps[i] = step{start: p.Start, end: p.End, id: p.ID}
+					steps[i] = step{start: p.Start, end: p.End, id: p.ID}
 				}
+			} else if len(rec.Items) > 0 {
+				items := make([]item, len(rec.Items))
+				for i, it := range rec.Items {
+					items[i] = item{t: it.T, id: it.ID, v: it.V, f: it.F}
+				}
+				*s.itemList() = items
 			}
 			rs.keys.put(&k, s)
 			info.Keys++
