@@ -280,28 +280,33 @@ func (c *compiler) detection(d *sigma.Detection) (node, error) {
 	return c.expr(d.Condition, searches)
 }
 
+// exprs compiles the operands of an and/or.
+func (c *compiler) exprs(es []sigma.Expr, s map[string]node) ([]node, error) {
+	out := make([]node, 0, len(es))
+	for _, e := range es {
+		n, err := c.expr(e, s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 func (c *compiler) expr(e sigma.Expr, s map[string]node) (node, error) {
 	switch x := e.(type) {
 	case sigma.And:
-		n := &andNode{}
-		for _, y := range x.X {
-			cn, err := c.expr(y, s)
-			if err != nil {
-				return nil, err
-			}
-			n.x = append(n.x, cn)
+		xs, err := c.exprs(x.X, s)
+		if err != nil {
+			return nil, err
 		}
-		return n, nil
+		return &andNode{x: xs}, nil
 	case sigma.Or:
-		n := &orNode{}
-		for _, y := range x.X {
-			cn, err := c.expr(y, s)
-			if err != nil {
-				return nil, err
-			}
-			n.x = append(n.x, cn)
+		xs, err := c.exprs(x.X, s)
+		if err != nil {
+			return nil, err
 		}
-		return n, nil
+		return &orNode{x: xs}, nil
 	case sigma.Not:
 		cn, err := c.expr(x.X, s)
 		if err != nil {
