@@ -116,18 +116,9 @@ func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger, roles
 	n.health.Add("bus", n.busReady)
 
 	// Store.
-	switch cfg.Store.Backend {
-	case "sqlite":
-		n.store, err = sqlite.Open(ctx, sqlite.Options{Path: cfg.SQLitePath(), Logger: log})
-		n.status.StoreKind, n.status.StoreDetail = "SQLite", cfg.SQLitePath()
-	case "elasticsearch":
-		n.store, err = openElastic(ctx, cfg, log)
-		n.status.StoreKind, n.status.StoreDetail = "Elasticsearch", strings.Join(cfg.Store.Elasticsearch.Addresses, ", ")
-	default:
-		err = fmt.Errorf("unknown store backend %q", cfg.Store.Backend)
-	}
+	n.store, n.status.StoreKind, n.status.StoreDetail, err = OpenStore(ctx, cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("opening store: %w", err)
+		return nil, err
 	}
 	n.health.Add("store", n.storeReady)
 
@@ -164,6 +155,29 @@ func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger, roles
 		"store": n.status.StoreKind + " " + n.status.StoreDetail, "brokers": n.status.Brokers,
 		"took": time.Since(start).Round(time.Millisecond)}).Info("csirt node ready")
 	return n, nil
+}
+
+// OpenStore opens the store the configuration names, as `csirt serve` does;
+// admin commands use it too. It returns the store and, for status lines,
+// its kind and where it is.
+func OpenStore(ctx context.Context, cfg config.Config, log logrus.FieldLogger) (s store.Store, kind, detail string, err error) {
+	switch cfg.Store.Backend {
+	case "sqlite":
+		if err := os.MkdirAll(filepath.Dir(cfg.SQLitePath()), 0o750); err != nil {
+			return nil, "", "", fmt.Errorf("creating data directory: %w", err)
+		}
+		s, err = sqlite.Open(ctx, sqlite.Options{Path: cfg.SQLitePath(), Logger: log})
+		kind, detail = "SQLite", cfg.SQLitePath()
+	case "elasticsearch":
+		s, err = openElastic(ctx, cfg, log)
+		kind, detail = "Elasticsearch", strings.Join(cfg.Store.Elasticsearch.Addresses, ", ")
+	default:
+		err = fmt.Errorf("unknown store backend %q", cfg.Store.Backend)
+	}
+	if err != nil {
+		return nil, "", "", fmt.Errorf("opening store: %w", err)
+	}
+	return s, kind, detail, nil
 }
 
 func openElastic(ctx context.Context, cfg config.Config, log logrus.FieldLogger) (store.Store, error) {

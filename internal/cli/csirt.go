@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/csirt-toscana/platform/collector/parsecli"
+	"github.com/csirt-toscana/platform/internal/admincli"
 	"github.com/csirt-toscana/platform/internal/central"
 	"github.com/csirt-toscana/platform/internal/config"
 	"github.com/csirt-toscana/platform/internal/logging"
@@ -38,6 +39,8 @@ Usage:
   csirt parse [--dataset D] FILE...
                                  print the events log lines would give (JSONL),
                                  to check a log format before deploying
+  csirt admin GROUP VERB         manage entities, enrolment tokens, agents and
+                                 syslog devices (csirt admin --help)
   csirt version                  print the version
 
 Run 'csirt COMMAND --help' for a command's flags.
@@ -68,6 +71,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return rulescli.Main(ctx, args[1:], stdout, stderr)
+	case "admin":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return admincli.Main(ctx, args[1:], stdout, stderr)
 	case "parse":
 		return parsecli.Main(args[1:], stdout, stderr)
 	case "version", "--version":
