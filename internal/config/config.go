@@ -30,6 +30,16 @@ type Config struct {
 	HTTP    HTTP      `yaml:"http"`
 	Bus     Bus       `yaml:"bus"`
 	Store   StoreConf `yaml:"store"`
+	// Intake is the HTTPS intake of the collector: agent enrolment,
+	// certificate renewal, policy, and batches from agents that cannot
+	// reach Kafka.
+	Intake Intake `yaml:"intake"`
+	// PKI issues agents' certificates.
+	PKI PKI `yaml:"pki"`
+	// Syslog receives devices that cannot run an agent.
+	Syslog Syslog `yaml:"syslog"`
+	// Collector tunes the collector role.
+	Collector CollectorConf `yaml:"collector"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
@@ -116,6 +126,79 @@ type Elasticsearch struct {
 	Retention map[string]Duration `yaml:"retention"`
 }
 
+// Intake configures the collector's HTTPS intake (mutual TLS for agents;
+// enrolment is authenticated by its token).
+type Intake struct {
+	// Listen is where the intake serves HTTPS; "" disables it.
+	Listen string `yaml:"listen"`
+	// AdvertiseURL is the URL agents are told to use after enrolment
+	// (behind NAT or a load balancer); default https://<listen>.
+	AdvertiseURL string `yaml:"advertise_url"`
+	// ServerNames are the DNS names and IP addresses in the intake's
+	// certificate issued by the local CA; default the listen host and
+	// localhost.
+	ServerNames []string `yaml:"server_names"`
+	// KafkaBootstrap are the brokers (mutual TLS) given to agents at
+	// enrolment. Empty: agents ship their batches to the intake.
+	KafkaBootstrap []string `yaml:"kafka_bootstrap"`
+	// MaxBodyBytes bounds a request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// RatePerAgent is the most batch requests per second per agent
+	// (token bucket, burst of twice the rate); RatePerIP bounds enrolment
+	// attempts per source address per minute.
+	RatePerAgent  float64 `yaml:"rate_per_agent"`
+	EnrolPerIPMin int     `yaml:"enrol_per_ip_per_minute"`
+}
+
+// PKI configures certificate issuing. "local" is a CA kept under the
+// data directory (single-node mode); Vault PKI comes with the Vault issue.
+type PKI struct {
+	Backend string   `yaml:"backend"` // local
+	Local   LocalCA  `yaml:"local"`
+	CertTTL Duration `yaml:"cert_ttl"` // lifetime of an agent certificate
+	// RenewBefore: agents renew when less than this is left.
+	RenewBefore Duration `yaml:"renew_before"`
+}
+
+// LocalCA configures the local CA. With no files a CA is created under
+// <data_dir>/pki on first start.
+type LocalCA struct {
+	Dir        string `yaml:"dir"`          // default <data_dir>/pki
+	CACertFile string `yaml:"ca_cert_file"` // use an existing CA certificate...
+	CAKeyFile  string `yaml:"ca_key_file"`  // ...and its key (PEM)
+}
+
+// Syslog configures the syslog intake. An empty listen address disables
+// that transport.
+type Syslog struct {
+	UDPListen string `yaml:"udp_listen"`
+	TCPListen string `yaml:"tcp_listen"`
+	TLSListen string `yaml:"tls_listen"`
+	// TLS certificate of the TLS listener; default one issued by the local CA.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// MaxMessageBytes is the longest message accepted (longer is cut and
+	// flagged).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// RatePerSource is messages per second per source address (burst of
+	// twice that); excess is counted and dropped.
+	RatePerSource float64 `yaml:"rate_per_source"`
+	// MaxConnections bounds concurrent TCP and TLS connections;
+	// IdleTimeout closes a silent one.
+	MaxConnections int      `yaml:"max_connections"`
+	IdleTimeout    Duration `yaml:"idle_timeout"`
+}
+
+// CollectorConf tunes the collector role.
+type CollectorConf struct {
+	// SilenceCheck is how often agents' and entities' last activity is
+	// compared with their policy's silence_after.
+	SilenceCheck Duration `yaml:"silence_check"`
+	// EntitySilenceAfter raises a coverage finding when no agent or device
+	// of an entity sent anything for this long.
+	EntitySilenceAfter Duration `yaml:"entity_silence_after"`
+}
+
 // Default returns the configuration used when no file is given: the
 // single-node mode on this machine.
 func Default() Config {
@@ -129,6 +212,10 @@ func Default() Config {
 			Topics:   Topics{Partitions: 6, ReplicationFactor: 1, Retention: Duration(7 * 24 * time.Hour)},
 			Producer: Producer{BatchTimeout: Duration(10 * time.Millisecond), Compression: "zstd"},
 		},
+		Intake: Intake{Listen: "127.0.0.1:8443", MaxBodyBytes: 16 << 20, RatePerAgent: 50, EnrolPerIPMin: 10},
+		PKI:    PKI{Backend: "local", CertTTL: Duration(90 * 24 * time.Hour), RenewBefore: Duration(30 * 24 * time.Hour)},
+		Syslog: Syslog{MaxMessageBytes: 64 << 10, RatePerSource: 5000, MaxConnections: 1024, IdleTimeout: Duration(10 * time.Minute)},
+		Collector: CollectorConf{SilenceCheck: Duration(time.Minute), EntitySilenceAfter: Duration(6 * time.Hour)},
 		Store: StoreConf{
 			Backend: "sqlite",
 			Elasticsearch: Elasticsearch{
@@ -361,6 +448,9 @@ func (c *Config) Validate() error {
 			return bad("store.elasticsearch.retention."+k, "must be at least 1h, got %s", d.D())
 		}
 	}
+	if err := c.validateIntake(bad); err != nil {
+		return err
+	}
 	if c.ShutdownTimeout.D() <= 0 {
 		return bad("shutdown_timeout", "must be positive")
 	}
@@ -372,4 +462,81 @@ func (t TLS) validate(key string) error {
 		return &Error{File: "configuration", Key: key, Msg: "cert_file and key_file go together"}
 	}
 	return nil
+}
+
+func (c *Config) validateIntake(bad func(key, format string, args ...any) error) error {
+	hostPort := func(key, v string) error {
+		if v == "" {
+			return nil
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			return bad(key, "%q is not host:port", v)
+		}
+		return nil
+	}
+	for k, v := range map[string]string{"intake.listen": c.Intake.Listen, "syslog.udp_listen": c.Syslog.UDPListen,
+		"syslog.tcp_listen": c.Syslog.TCPListen, "syslog.tls_listen": c.Syslog.TLSListen} {
+		if err := hostPort(k, v); err != nil {
+			return err
+		}
+	}
+	for i, b := range c.Intake.KafkaBootstrap {
+		if err := hostPort(fmt.Sprintf("intake.kafka_bootstrap[%d]", i), b); err != nil {
+			return err
+		}
+	}
+	if u := c.Intake.AdvertiseURL; u != "" && !strings.HasPrefix(u, "https://") {
+		return bad("intake.advertise_url", "%q must start with https://", u)
+	}
+	if c.Intake.MaxBodyBytes < 1<<20 || c.Intake.MaxBodyBytes > 1<<30 {
+		return bad("intake.max_body_bytes", "must be between 1MiB and 1GiB, got %d", c.Intake.MaxBodyBytes)
+	}
+	if c.Intake.RatePerAgent <= 0 {
+		return bad("intake.rate_per_agent", "must be positive")
+	}
+	if c.Intake.EnrolPerIPMin < 1 {
+		return bad("intake.enrol_per_ip_per_minute", "must be at least 1")
+	}
+	if c.PKI.Backend != "local" {
+		return bad("pki.backend", "%q is not local (Vault PKI is not built yet)", c.PKI.Backend)
+	}
+	if (c.PKI.Local.CACertFile == "") != (c.PKI.Local.CAKeyFile == "") {
+		return bad("pki.local", "ca_cert_file and ca_key_file go together")
+	}
+	if c.PKI.CertTTL.D() < time.Hour {
+		return bad("pki.cert_ttl", "must be at least 1h, got %s", c.PKI.CertTTL.D())
+	}
+	if rb := c.PKI.RenewBefore.D(); rb <= 0 || rb >= c.PKI.CertTTL.D() {
+		return bad("pki.renew_before", "must be positive and less than pki.cert_ttl, got %s", rb)
+	}
+	if (c.Syslog.CertFile == "") != (c.Syslog.KeyFile == "") {
+		return bad("syslog", "cert_file and key_file go together")
+	}
+	if c.Syslog.MaxMessageBytes < 480 || c.Syslog.MaxMessageBytes > 1<<20 {
+		return bad("syslog.max_message_bytes", "must be between 480 and 1048576, got %d", c.Syslog.MaxMessageBytes)
+	}
+	if c.Syslog.RatePerSource <= 0 {
+		return bad("syslog.rate_per_source", "must be positive")
+	}
+	if c.Syslog.MaxConnections < 1 {
+		return bad("syslog.max_connections", "must be at least 1")
+	}
+	if c.Syslog.IdleTimeout.D() <= 0 {
+		return bad("syslog.idle_timeout", "must be positive")
+	}
+	if c.Collector.SilenceCheck.D() < time.Second {
+		return bad("collector.silence_check", "must be at least 1s")
+	}
+	if c.Collector.EntitySilenceAfter.D() < time.Minute {
+		return bad("collector.entity_silence_after", "must be at least 1m")
+	}
+	return nil
+}
+
+// PKIDir is the local CA's directory.
+func (c Config) PKIDir() string {
+	if c.PKI.Local.Dir != "" {
+		return c.PKI.Local.Dir
+	}
+	return filepath.Join(c.DataDir, "pki")
 }
