@@ -65,6 +65,9 @@ var schemas = map[Collection]Schema{
 	Contacts: {Fields: defs(kw("name"), kw("email"), kw("role"), kw("language"))},
 	Agents: {TimeField: "last_seen", Fields: defs(
 		date("last_seen"), date("enrolled"), kw("hostname"), kw("status"), kw("version"), ip("address"),
+		// kind: "agent" (enrolled csirt-agent) or "device" (syslog source);
+		// networks: a device's source CIDRs.
+		kw("kind"), kws("networks"), kw("agent.id"),
 	)},
 	Users: {Fields: defs(kw("username"), kw("role"), kw("email"), boolean("disabled"))},
 	Notifications: {TimeField: "created", Fields: defs(
@@ -73,7 +76,9 @@ var schemas = map[Collection]Schema{
 	Audit: {TimeField: "@timestamp", Fields: defs(
 		date("@timestamp"), kw("actor"), kw("action"), kw("object.collection"), kw("object.id"),
 	)},
-	RulesState: {TimeField: "updated", Fields: defs(date("updated"), kw("rule.id"), kw("partition"))},
+	RulesState: {TimeField: "updated", Fields: defs(date("updated"), kw("rule.id"), kw("partition"),
+		// kind tells the state documents apart (enrol-token, seq, correlation, ...).
+		kw("kind"), date("expires"))},
 	Intel: {TimeField: "last_seen", Fields: defs(
 		date("first_seen"), date("last_seen"), date("expires"), kw("type"), kw("value"), ip("ip"),
 		kw("source"), long("confidence"), kw("tlp"), kws("tags"),
