@@ -45,7 +45,7 @@ func (*Postfix) parseMessage(in *input, ev event.Event) error {
 		ev["event.action"] = "smtp_auth"
 		ev["event.outcome"] = "failure"
 		if i := strings.Index(msg, "sasl_username="); i >= 0 {
-			set(ev, "user.name", strings.Fields(msg[i+14:])[0])
+			set(ev, "user.name", firstField(msg[i+14:]))
 		}
 	case strings.Contains(msg, "sasl_username="):
 		_, rest, _ := strings.Cut(msg, "client=")
@@ -70,10 +70,10 @@ func (*Postfix) parseMessage(in *input, ev event.Event) error {
 		}
 	case strings.HasPrefix(msg, "connect from "), strings.HasPrefix(msg, "disconnect from "), strings.HasPrefix(msg, "lost connection after "):
 		if i := strings.Index(msg, "from "); i >= 0 {
-			hostBracket(ev, strings.Fields(msg[i+5:])[0])
+			hostBracket(ev, firstField(msg[i+5:]))
 		}
 		categorize(ev, "", []string{"email", "network"}, []string{"connection"})
-		ev["event.action"] = "smtp_" + strings.Fields(msg)[0]
+		ev["event.action"] = "smtp_" + firstField(msg)
 	default:
 		categorize(ev, "", []string{"email"}, []string{"info"})
 	}

@@ -329,3 +329,11 @@ func sourceName(src string) string {
 	}
 	return b
 }
+
+// firstField is the first whitespace-separated field of s, "" when s has none.
+func firstField(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}

@@ -219,7 +219,7 @@ func parseSSHD(msg string, ev event.Event) {
 			addr, r, _ := strings.Cut(rest[3:], " ")
 			setIP(ev, "destination.ip", "", addr)
 			if strings.HasPrefix(r, "port ") {
-				setInt(ev, "destination.port", strings.Fields(r[5:])[0])
+				setInt(ev, "destination.port", firstField(r[5:]))
 			}
 		}
 		sshNetwork(ev, "ssh_connection", []string{"connection", "start"}, "")

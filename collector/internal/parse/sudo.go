@@ -52,11 +52,11 @@ func (*Sudo) parseMessage(in *input, ev event.Event) error {
 		case "GROUP":
 			set(ev, "group.name", v)
 		case "COMMAND":
-			if v == "" {
+			args := strings.Fields(v)
+			if len(args) == 0 {
 				continue
 			}
 			ev["process.command_line"] = v
-			args := strings.Fields(v)
 			ev["process.args"] = args
 			if strings.HasPrefix(args[0], "/") {
 				ev["process.executable"] = args[0]

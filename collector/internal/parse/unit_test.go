@@ -141,3 +141,19 @@ func TestFirewallDisposition(t *testing.T) {
 		}
 	}
 }
+
+// Lines whose last field is missing once panicked (found by FuzzRFC3164).
+func TestFieldMissingAtEnd(t *testing.T) {
+	d := New(Options{Now: fuzzNow})
+	for _, l := range []string{
+		"Feb 1 00:00:00 host sudo: 0 : PWD=0 ; USER=0 ; COMMAND=  ; 000",
+		"Feb 1 00:00:00 host postfix/smtpd[1]: warning: x[1.2.3.4]: SASL LOGIN authentication failed: sasl_username=",
+		"Feb 1 00:00:00 host postfix/smtpd[1]: connect from",
+		"Feb 1 00:00:00 host sshd[1]: Connection from 1.2.3.4 port 5 on 10.0.0.1 port ",
+	} {
+		ev := d.Parse(Record{Raw: []byte(l), Source: "/var/log/auth.log"})
+		if ev["event.dataset"] == nil {
+			t.Errorf("%q: no dataset in %v", l, ev)
+		}
+	}
+}
