@@ -67,6 +67,8 @@ store:
     addresses: [%s]
     index_prefix: %s
     replicas: 0
+intake:
+  listen: ""
 `, kafka, esURL, prefix)), 0o600))
 	httpAddr := freePort(t)
 	cmd := exec.Command(bin, "collector", "--config", cfg, "--listen", httpAddr, "--data-dir", t.TempDir())

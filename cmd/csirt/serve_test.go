@@ -108,7 +108,7 @@ func TestServeRestartKeepsData(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	brokerAddr := freePort(t)
 	cfg := filepath.Join(dir, "csirt.yml")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf("bus:\n  embedded:\n    listen: %s\n", brokerAddr)), 0o600))
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf("bus:\n  embedded:\n    listen: %s\nintake:\n  listen: %s\n", brokerAddr, freePort(t))), 0o600))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 

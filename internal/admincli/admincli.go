@@ -101,7 +101,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "configuration `file` (default: built-in single-node defaults)")
 	dataDir := fs.String("data-dir", "", "override data_dir")
 	run := c.Flags(fs)
-	if err := fs.Parse(args[2:]); err != nil {
+	pos, err := parseInterspersed(fs, args[2:])
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -113,9 +114,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			_ = env.Store.Close()
 		}
 	}()
-	err := env.open(ctx, *cfgPath, *dataDir, !c.NoStore)
+	err = env.open(ctx, *cfgPath, *dataDir, !c.NoStore)
 	if err == nil {
-		err = run(ctx, env, fs.Args())
+		err = run(ctx, env, pos)
 	}
 	if err != nil {
 		var ue UsageError
@@ -154,4 +155,26 @@ func (env *Env) open(ctx context.Context, cfgPath, dataDir string, withStore boo
 	}
 	env.Store = s
 	return nil
+}
+
+// parseInterspersed parses flags wherever they are among the positional
+// arguments (`entity add ID --name N` as well as `entity add --name N ID`);
+// the flag package alone stops at the first positional argument. "--" ends
+// the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if k := len(args) - len(rest) - 1; k >= 0 && args[k] == "--" {
+			return append(pos, rest...), nil // everything after "--" is positional
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }

@@ -127,6 +127,9 @@ func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger, roles
 		if err := n.addCollector(cfg, log); err != nil {
 			return nil, err
 		}
+		if err := n.addIntake(ctx, cfg, log); err != nil {
+			return nil, err
+		}
 	}
 
 	// HTTP: console and operational endpoints.

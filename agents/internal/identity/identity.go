@@ -27,6 +27,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/csirt-toscana/platform/internal/envelope"
@@ -291,17 +292,17 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone after the rename; cleans up on error
 	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Close(); err != nil {
@@ -314,6 +315,31 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// MatchOwner gives the identity directory and its files to the owner of
+// the state directory when they differ from the caller's: `csirt-agent
+// enroll` run as root writes them, and the service runs as csirt-agent
+// (the package creates the state directory owned by that user).
+func MatchOwner(stateDir string) error {
+	fi, err := os.Stat(stateDir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || int(st.Uid) == os.Geteuid() {
+		return nil
+	}
+	uid, gid := int(st.Uid), int(st.Gid)
+	return filepath.WalkDir(Path(stateDir), func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid) //nolint:gosec // G122: Lchown never follows a symlink, and the directory is the agent's own 0700 one
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,5 +77,33 @@ func TestSaveLoadSign(t *testing.T) {
 	}
 	if err := SaveCert(dir, selfSigned(t, key)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestMatchOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keyPEM, _ := MarshalKey(key)
+	cert := selfSigned(t, key)
+	if err := Save(dir, Info{AgentID: "a", EntityID: "e"}, keyPEM, cert, cert); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 4242, 4343); err != nil {
+		t.Fatal(err)
+	}
+	if err := MatchOwner(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"", KeyFile, CertFile, InfoFile} {
+		fi, err := os.Stat(filepath.Join(Path(dir), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 4242 || st.Gid != 4343 {
+			t.Errorf("%s owned by %d:%d", f, st.Uid, st.Gid)
+		}
 	}
 }

@@ -1,0 +1,163 @@
+package itest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/csirt-toscana/platform/agents/internal/agent"
+	"github.com/csirt-toscana/platform/agents/internal/agent/agenttest"
+	"github.com/csirt-toscana/platform/agents/internal/identity"
+	"github.com/csirt-toscana/platform/internal/bus"
+	"github.com/csirt-toscana/platform/internal/policy"
+)
+
+var loadRun = flag.Bool("load", false, "run the load report (agent CPU and RSS per 1k lines/s, maximum lines/s on one core)")
+
+// procStats returns the CPU time (user+system) and the peak and current
+// RSS of pid, from /proc.
+func procStats(t *testing.T, pid int) (cpu time.Duration, hwm, rss int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	cpu = time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+	fh, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 2 && (fs[0] == "VmHWM:" || fs[0] == "VmRSS:") {
+			n, _ := strconv.ParseInt(fs[1], 10, 64)
+			if fs[0] == "VmHWM:" {
+				hwm = n << 10
+			} else {
+				rss = n << 10
+			}
+		}
+	}
+	return cpu, hwm, rss
+}
+
+func shipped(t *testing.T, state string) uint64 {
+	st, err := agent.ReadStatus(state)
+	if err != nil {
+		return 0
+	}
+	return st.Counters.LinesShipped
+}
+
+// TestLoadReport measures the real binary against a private Kafka over
+// mutual TLS: CPU and RSS at fixed rates of 250-byte lines (signing and
+// zstd included), and the most lines/s per CPU second on a backlog. Run
+// with -load; it reports, it does not assert timings.
+func TestLoadReport(t *testing.T) {
+	if !*loadRun {
+		t.Skip("run with -load")
+	}
+	ca := agenttest.DevCA(t)
+	k := startPrivateKafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: []string{fmt.Sprintf("127.0.0.1:%d", k.plain)}}, []bus.TopicSpec{{Name: bus.TopicRaw, Partitions: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildAgent(t)
+	line := strings.Repeat("y", 249) // + "\n" = 250 bytes
+	setup := func(name string) (state, logFile string, ag *agentProc) {
+		work := filepath.Join(t.TempDir(), name)
+		state, logFile = filepath.Join(work, "state"), filepath.Join(work, "app.log")
+		ca.Mint(t, state, identity.Info{AgentID: "load-" + name, EntityID: "comune-load", KafkaBootstrap: []string{fmt.Sprintf("127.0.0.1:%d", k.tls)}}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		cfg, _ := json.Marshal(map[string]any{"paths": []string{logFile}})
+		pol := policy.Policy{Sources: []policy.Source{{Name: "app", Kind: "file", Config: cfg}}}
+		pol.Normalize()
+		if err := identity.SavePolicy(state, pol); err != nil {
+			t.Fatal(err)
+		}
+		cfgPath := filepath.Join(work, "agent.yml")
+		if err := os.WriteFile(cfgPath, []byte("state_dir: "+state+"\nlog:\n  level: warn\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lf, err := os.Create(filepath.Join(work, "agent.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lf.Close() })
+		return state, logFile, &agentProc{t: t, bin: bin, cfg: cfgPath, log: lf}
+	}
+	for _, rate := range []int{1000, 5000} {
+		state, logFile, ag := setup(fmt.Sprintf("rate%d", rate))
+		fh, err := os.Create(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ag.start()
+		time.Sleep(2 * time.Second) // start-up out of the measurement
+		const secs = 20
+		pid := ag.cmd.Process.Pid
+		cpu0, _, _ := procStats(t, pid)
+		t0 := time.Now()
+		n := 0
+		for time.Since(t0) < secs*time.Second {
+			due := int(time.Since(t0).Seconds() * float64(rate))
+			for ; n < due; n++ {
+				fh.WriteString(line + "\n")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		wall := time.Since(t0)
+		cpu1, hwm, rss := procStats(t, pid)
+		deadline := time.Now().Add(30 * time.Second)
+		for shipped(t, state) < uint64(n) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		cpuPct := float64(cpu1-cpu0) / float64(wall) * 100
+		fmt.Printf("load: %d lines/s of 250 B for %s: agent CPU %.2f%% of one core (%.2f%% per 1k lines/s), RSS %.1f MB (peak %.1f MB), shipped %d of %d\n",
+			rate, wall.Round(time.Second), cpuPct, cpuPct/(float64(rate)/1000), float64(rss)/1e6, float64(hwm)/1e6, shipped(t, state), n)
+		fh.Close()
+		if err := ag.term(); err != nil {
+			t.Errorf("agent exit: %v", err)
+		}
+	}
+	// Backlog: 500,000 lines already written; lines shipped per CPU second.
+	state, logFile, ag := setup("max")
+	fh, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(fh, 1<<20)
+	const backlog = 500_000
+	for range backlog {
+		w.WriteString(line + "\n")
+	}
+	w.Flush()
+	fh.Close()
+	ag.start()
+	t0 := time.Now()
+	deadline := t0.Add(5 * time.Minute)
+	for shipped(t, state) < backlog && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	wall := time.Since(t0)
+	cpu, hwm, _ := procStats(t, ag.cmd.Process.Pid)
+	got := shipped(t, state)
+	fmt.Printf("load: backlog of %d lines shipped in %s wall, agent CPU %s: %.0f lines per CPU second (max lines/s one core can ship), %.0f lines/s wall; peak RSS %.1f MB\n",
+		got, wall.Round(time.Millisecond), cpu.Round(time.Millisecond), float64(got)/cpu.Seconds(), float64(got)/wall.Seconds(), float64(hwm)/1e6)
+	if err := ag.term(); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+}
