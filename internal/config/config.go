@@ -40,6 +40,10 @@ type Config struct {
 	Syslog Syslog `yaml:"syslog"`
 	// Collector tunes the collector role.
 	Collector CollectorConf `yaml:"collector"`
+	// Correlator tunes detection: rules, per-entity overrides, intel feeds.
+	Correlator CorrelatorConf `yaml:"correlator"`
+	// Incidents tunes how findings are grouped into incidents and campaigns.
+	Incidents IncidentsConf `yaml:"incidents"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
@@ -199,6 +203,45 @@ type CollectorConf struct {
 	EntitySilenceAfter Duration `yaml:"entity_silence_after"`
 }
 
+// CorrelatorConf tunes the correlator role.
+type CorrelatorConf struct {
+	// RulesDirs are directories of Sigma rules and correlations loaded
+	// besides the built-in library; re-read every ReloadInterval.
+	RulesDirs      []string `yaml:"rules_dirs"`
+	ReloadInterval Duration `yaml:"reload_interval"`
+	// OverridesFile holds the per-entity layers over the regional baseline
+	// (disabled rules, thresholds, allow-lists); "" = none.
+	OverridesFile string `yaml:"overrides_file"`
+	// SnapshotInterval is how often correlation state is saved per
+	// partition (also on partition revocation and shutdown).
+	SnapshotInterval Duration `yaml:"snapshot_interval"`
+	// Feeds are the threat-intelligence sources fetched on a schedule.
+	Feeds []Feed `yaml:"feeds"`
+	// RetroHunt is how far back new indicators are searched in stored events.
+	RetroHunt Duration `yaml:"retro_hunt"`
+}
+
+// Feed is one threat-intelligence source.
+type Feed struct {
+	Name       string   `yaml:"name"`
+	Format     string   `yaml:"format"` // misp, misp-feed, feodo, urlhaus, threatfox, stix, taxii, csv
+	URL        string   `yaml:"url"`    // https://... or file path
+	Interval   Duration `yaml:"interval"`
+	Confidence int      `yaml:"confidence"` // default for indicators without one
+	TLP        string   `yaml:"tlp"`
+	APIKey     Secret   `yaml:"api_key_file"`
+}
+
+// IncidentsConf tunes incident grouping.
+type IncidentsConf struct {
+	// Window: a finding joins an open incident of the same entity, rule
+	// group and key entities seen within this window.
+	Window Duration `yaml:"window"`
+	// CampaignWindow: incidents of several entities sharing an attacker
+	// address or indicator within this window are linked into a campaign.
+	CampaignWindow Duration `yaml:"campaign_window"`
+}
+
 // Default returns the configuration used when no file is given: the
 // single-node mode on this machine.
 func Default() Config {
@@ -216,6 +259,9 @@ func Default() Config {
 		PKI:    PKI{Backend: "local", CertTTL: Duration(90 * 24 * time.Hour), RenewBefore: Duration(30 * 24 * time.Hour)},
 		Syslog: Syslog{MaxMessageBytes: 64 << 10, RatePerSource: 5000, MaxConnections: 1024, IdleTimeout: Duration(10 * time.Minute)},
 		Collector: CollectorConf{SilenceCheck: Duration(time.Minute), EntitySilenceAfter: Duration(6 * time.Hour)},
+		Correlator: CorrelatorConf{ReloadInterval: Duration(time.Minute), SnapshotInterval: Duration(10 * time.Second),
+			RetroHunt: Duration(7 * 24 * time.Hour)},
+		Incidents: IncidentsConf{Window: Duration(24 * time.Hour), CampaignWindow: Duration(time.Hour)},
 		Store: StoreConf{
 			Backend: "sqlite",
 			Elasticsearch: Elasticsearch{
@@ -523,6 +569,26 @@ func (c *Config) validateIntake(bad func(key, format string, args ...any) error)
 	}
 	if c.Syslog.IdleTimeout.D() <= 0 {
 		return bad("syslog.idle_timeout", "must be positive")
+	}
+	if c.Correlator.ReloadInterval.D() < time.Second || c.Correlator.SnapshotInterval.D() < 100*time.Millisecond {
+		return bad("correlator", "reload_interval must be at least 1s and snapshot_interval at least 100ms")
+	}
+	for i, f := range c.Correlator.Feeds {
+		key := fmt.Sprintf("correlator.feeds[%d]", i)
+		switch f.Format {
+		case "misp", "misp-feed", "feodo", "urlhaus", "threatfox", "stix", "taxii", "csv":
+		default:
+			return bad(key+".format", "%q is not one of misp, misp-feed, feodo, urlhaus, threatfox, stix, taxii, csv", f.Format)
+		}
+		if f.Name == "" || f.URL == "" {
+			return bad(key, "name and url are required")
+		}
+		if f.Interval.D() < time.Minute {
+			return bad(key+".interval", "must be at least 1m")
+		}
+	}
+	if c.Incidents.Window.D() < time.Minute || c.Incidents.CampaignWindow.D() < time.Minute {
+		return bad("incidents", "window and campaign_window must be at least 1m")
 	}
 	if c.Collector.SilenceCheck.D() < time.Second {
 		return bad("collector.silence_check", "must be at least 1s")

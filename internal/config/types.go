@@ -106,13 +106,17 @@ func (c *Config) resolveSecrets(configPath string) error {
 	if configPath != "" {
 		base = filepath.Dir(configPath)
 	}
-	for key, sec := range map[string]*Secret{
+	secrets := map[string]*Secret{
 		"bus.sasl.password_file":            &c.Bus.SASL.Password,
 		"store.elasticsearch.password_file": &c.Store.Elasticsearch.Password,
 		"store.elasticsearch.api_key_file":  &c.Store.Elasticsearch.APIKey,
-	} {
+	}
+	for i := range c.Correlator.Feeds {
+		secrets[fmt.Sprintf("correlator.feeds[%d].api_key_file", i)] = &c.Correlator.Feeds[i].APIKey
+	}
+	for key, sec := range secrets {
 		env := "CSIRT_" + strings.ToUpper(strings.ReplaceAll(strings.TrimSuffix(key, "_file"), ".", "_")) + "_FILE"
-		if p := os.Getenv(env); p != "" {
+		if p := os.Getenv(env); p != "" && !strings.Contains(key, "[") {
 			sec.path = p
 		}
 		if sec.path == "" || sec.value != "" {
