@@ -130,6 +130,9 @@ func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger, roles
 		if err := n.addIntake(ctx, cfg, log); err != nil {
 			return nil, err
 		}
+		if err := n.addSyslog(ctx, cfg, log); err != nil {
+			return nil, err
+		}
 	}
 
 	// HTTP: console and operational endpoints.
