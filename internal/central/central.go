@@ -52,12 +52,13 @@ type Node struct {
 // Roles selects the central roles a process runs. `csirt serve` runs them
 // all; `csirt collector` and `csirt console` run one each (cluster mode).
 type Roles struct {
-	Collector bool
-	Console   bool
+	Collector  bool
+	Correlator bool
+	Console    bool
 }
 
 // AllRoles is what `csirt serve` runs.
-var AllRoles = Roles{Collector: true, Console: true}
+var AllRoles = Roles{Collector: true, Correlator: true, Console: true}
 
 // Build opens every dependency the configuration names and the roles need.
 // On error whatever was opened is closed again.
@@ -131,6 +132,11 @@ func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger, roles
 			return nil, err
 		}
 		if err := n.addSyslog(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	if roles.Correlator {
+		if err := n.addCorrelator(ctx, cfg, log); err != nil {
 			return nil, err
 		}
 	}

@@ -29,12 +29,16 @@ Usage:
                                  broker and SQLite store under ./csirt-data,
                                  console on http://127.0.0.1:8080)
   csirt collector [--config FILE]
+  csirt correlator [--config FILE]
   csirt console [--config FILE]  run one central role (cluster mode: needs bus.brokers);
                                  the collector verifies agents' batches and publishes
-                                 events, the console serves the web UI
+                                 events, the correlator detects and writes findings,
+                                 the console serves the web UI
   csirt config check FILE        validate a configuration file and print it
                                  with secrets redacted
-  csirt rules lint|test|hunt     check, test and run detection rules offline
+  csirt rules lint|test|hunt|backtest
+                                 check, test and run detection rules offline
+                                 or over stored events
                                  (csirt rules --help)
   csirt parse [--dataset D] FILE...
                                  print the events log lines would give (JSONL),
@@ -59,6 +63,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return serve("serve", central.AllRoles, args[1:], stderr)
 	case "collector":
 		return serve("collector", central.Roles{Collector: true}, args[1:], stderr)
+	case "correlator":
+		return serve("correlator", central.Roles{Correlator: true}, args[1:], stderr)
 	case "console":
 		return serve("console", central.Roles{Console: true}, args[1:], stderr)
 	case "config":

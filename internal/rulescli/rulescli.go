@@ -35,7 +35,11 @@ commands:
        [--input auto|jsonl|raw] [--dataset D] FILE...
                                    evaluate rules and correlations, on event time, over
                                    JSONL event files or raw log files (parsed as the
-                                   collector does); "-" is stdin
+                                   collector does); "-" is stdin; --intel FILE (repeatable,
+                                   any feed format, or --intel-format F) adds IOC matching
+  backtest [--since 7d] [--config FILE] RULE...
+                                   run rule files over stored events and print the findings
+                                   they would have produced (see csirt rules backtest -h)
 `
 
 // Main runs `csirt rules` with args (the words after "rules") and returns
@@ -52,6 +56,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runTests(args[1:], stdout, stderr)
 	case "hunt":
 		return hunt(ctx, args[1:], stdout, stderr)
+	case "backtest":
+		return backtest(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -273,6 +279,7 @@ type huntRecord struct {
 	Line        int              `json:"line,omitempty"`
 	Correlation *huntCorrelation `json:"correlation,omitempty"`
 	Event       event.Event      `json:"event,omitempty"`
+	Intel       *huntIntel       `json:"intel,omitempty"`
 }
 
 func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
@@ -285,10 +292,13 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 	allMatches := fl.Bool("all-matches", false, "also print matches of rules that only feed correlations (no generate: true)")
 	input := fl.String("input", "auto", "input format: jsonl (events), raw (log lines, parsed as the collector does) or auto (per file)")
 	dataset := fl.String("dataset", "", "with raw input: force this parser (see csirt parse --help); default: detect per line")
+	var intelFiles multiFlag
+	fl.Var(&intelFiles, "intel", "indicator file in any supported feed format (repeatable)")
+	intelFormat := fl.String("intel-format", "", "format of the --intel files (default: detected)")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
-	if len(rulesDirs) == 0 || fl.NArg() == 0 || (*format != "jsonl" && *format != "text") ||
+	if (len(rulesDirs) == 0 && len(intelFiles) == 0) || fl.NArg() == 0 || (*format != "jsonl" && *format != "text") ||
 		(*input != "auto" && *input != "jsonl" && *input != "raw") {
 		fmt.Fprint(stderr, "usage: csirt rules hunt --rules DIR [--mapping default|none] [--format jsonl|text] [--input auto|jsonl|raw] [--dataset D] FILE...\n")
 		return 2
@@ -318,6 +328,11 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 	fmt.Fprintf(stderr, "csirt rules hunt: %d rules (%d skipped), %d correlations, mapping %s\n",
 		len(set.Bundle.Rules()), len(set.Bundle.Skipped()), len(set.Correlations), m.Name)
 	run, err := set.NewRunner()
+	if err != nil {
+		fmt.Fprintf(stderr, "csirt rules hunt: %v\n", err)
+		return 1
+	}
+	intelMatcher, err := loadHuntIntel(intelFiles, *intelFormat, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "csirt rules hunt: %v\n", err)
 		return 1
@@ -385,6 +400,10 @@ func hunt(ctx context.Context, args []string, stdout, stderr io.Writer) (code in
 				alerts++
 				emit(alertRec(a, path, line))
 			}
+		}
+		for _, r := range intelRecords(intelMatcher, e, path, line) {
+			matches++
+			emit(r)
 		}
 	}
 	for _, path := range fl.Args() {
