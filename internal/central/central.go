@@ -139,6 +139,9 @@ func Build(ctx context.Context, cfg config.Config, log logrus.FieldLogger, roles
 		if err := n.addCorrelator(ctx, cfg, log); err != nil {
 			return nil, err
 		}
+		if err := n.addIncidents(ctx, cfg, log); err != nil {
+			return nil, err
+		}
 	}
 
 	// HTTP: console and operational endpoints.

@@ -17,6 +17,8 @@ import (
 	"github.com/csirt-toscana/platform/internal/admincli"
 	"github.com/csirt-toscana/platform/internal/central"
 	"github.com/csirt-toscana/platform/internal/config"
+	"github.com/csirt-toscana/platform/internal/incidentcli"
+	"github.com/csirt-toscana/platform/internal/loadgen"
 	"github.com/csirt-toscana/platform/internal/logging"
 	"github.com/csirt-toscana/platform/internal/rulescli"
 )
@@ -40,6 +42,10 @@ Usage:
                                  check, test and run detection rules offline
                                  or over stored events
                                  (csirt rules --help)
+  csirt incidents list|show      incidents and regional campaigns from the store
+                                 (--format json for scripts)
+  csirt loadgen --entities N --rate R --duration D
+                                 a realistic mixed event stream for load runs and demos
   csirt parse [--dataset D] FILE...
                                  print the events log lines would give (JSONL),
                                  to check a log format before deploying
@@ -81,6 +87,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return admincli.Main(ctx, args[1:], stdout, stderr)
+	case "incidents":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return incidentcli.Main(ctx, args[1:], stdout, stderr)
+	case "loadgen":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return loadgen.Main(ctx, args[1:], stdout, stderr)
 	case "parse":
 		return parsecli.Main(args[1:], stdout, stderr)
 	case "version", "--version":

@@ -60,6 +60,8 @@ var schemas = map[Collection]Schema{
 		date("created"), date("updated"), kw("title"), kw("status"), kw("resolution"),
 		kw("severity"), kw("assignee"), kw("tlp"), kw("pap"), kw("category"), kws("attack.technique"),
 		kws("observables.value"), kws("hosts"), kw("campaign.id"), long("findings.count"), txt("description"),
+		// kind: "incident" or "campaign" (a regional campaign linking entity incidents).
+		kw("kind"), kws("entities"),
 	)},
 	Entities: {Fields: defs(kw("name"), kw("kind"), kw("province"), boolean("nis2"), kws("networks"))},
 	Contacts: {Fields: defs(kw("name"), kw("email"), kw("role"), kw("language"))},
