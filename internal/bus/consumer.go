@@ -43,7 +43,11 @@ type ConsumerOptions struct {
 	// RebalanceTimeout bounds how long a rebalance waits for members to
 	// rejoin. Default 30 s.
 	RebalanceTimeout time.Duration
-	// MaxWait is how long a fetch waits for MinBytes. Default 250 ms.
+	// MaxWait is how long a fetch waits for MinBytes. kafka-go also uses
+	// it as the time limit for a fetch reply to start arriving, so a short
+	// value makes large fetches on a loaded machine time out again and
+	// again at one offset. Default 2 s (a fetch returns as soon as data is
+	// there: this adds no latency).
 	MaxWait time.Duration
 	// MinBytes and MaxBytes bound one fetch response. Defaults 1 and 10 MiB.
 	MinBytes, MaxBytes int
@@ -66,7 +70,7 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 		o.RebalanceTimeout = 30 * time.Second
 	}
 	if o.MaxWait <= 0 {
-		o.MaxWait = 250 * time.Millisecond
+		o.MaxWait = 2 * time.Second
 	}
 	if o.MinBytes <= 0 {
 		o.MinBytes = 1

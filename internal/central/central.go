@@ -216,7 +216,8 @@ func openElastic(ctx context.Context, cfg config.Config, log logrus.FieldLogger)
 
 func (n *Node) addCollector(cfg config.Config, log logrus.FieldLogger) error {
 	col, err := collector.New(collector.Options{Bus: n.busOpts, BatchTimeout: cfg.Bus.Producer.BatchTimeout.D(),
-		Compression: bus.Compression(cfg.Bus.Producer.Compression), Store: n.store, Logger: log, Registerer: n.registry})
+		Compression: bus.Compression(cfg.Bus.Producer.Compression), Store: n.store, Logger: log, Registerer: n.registry,
+		SilenceCheck: cfg.Collector.SilenceCheck.D(), EntitySilenceAfter: cfg.Collector.EntitySilenceAfter.D()})
 	if err != nil {
 		return err
 	}

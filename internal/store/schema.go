@@ -54,7 +54,7 @@ var schemas = map[Collection]Schema{
 		date("@timestamp"), kw("finding.id"), kw("rule.id"), kw("rule.name"), kw("rule.group"),
 		kw("severity"), long("risk_score"), kw("host.name"), ip("source.ip"), kw("user.name"),
 		kws("threat.technique.id"), kws("event.ids"), kw("incident.id"), txt("message"),
-		kws("tags"), kws("observables.value"), kw("kind"),
+		kws("tags"), kws("observables.value"), kw("kind"), kw("agent.id"), kws("observables.type"),
 	)},
 	Incidents: {TimeField: "created", Fields: defs(
 		date("created"), date("updated"), kw("title"), kw("status"), kw("resolution"),

@@ -14,11 +14,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/csirt-toscana/platform/collector/internal/enrich"
 	"github.com/csirt-toscana/platform/collector/internal/parse"
 	"github.com/csirt-toscana/platform/collector/internal/verify"
 	"github.com/csirt-toscana/platform/internal/broker"
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/envelope"
+	"github.com/csirt-toscana/platform/internal/finding"
 	"github.com/csirt-toscana/platform/internal/store"
 	"github.com/csirt-toscana/platform/internal/store/sqlite"
 )
@@ -27,10 +29,12 @@ import (
 type harness struct {
 	bus              bus.Options
 	raw, events, dlq string
+	findingsTopic    string
 	group            string
 	st               store.Store
 	prod             *bus.Producer
 	flushInterval    time.Duration
+	enricher         enrich.Enricher
 	maxPending       int
 }
 
@@ -61,11 +65,11 @@ func embedded(t testing.TB) *harness {
 func newHarness(t testing.TB, opts bus.Options, suffix string, st store.Store) *harness {
 	t.Helper()
 	h := &harness{bus: opts, raw: bus.TopicRaw + suffix, events: bus.TopicEvents + suffix, dlq: bus.TopicDLQ + suffix,
-		group: GroupID + suffix, st: st, flushInterval: 200 * time.Millisecond, maxPending: 64}
+		findingsTopic: bus.TopicFindings + suffix, group: GroupID + suffix, st: st, flushInterval: 200 * time.Millisecond, maxPending: 64}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, bus.EnsureTopics(ctx, opts, []bus.TopicSpec{
-		{Name: h.raw, Partitions: 3}, {Name: h.events, Partitions: 3}, {Name: h.dlq, Partitions: 1},
+		{Name: h.raw, Partitions: 3}, {Name: h.events, Partitions: 3}, {Name: h.dlq, Partitions: 1}, {Name: h.findingsTopic, Partitions: 1},
 	}))
 	p, err := bus.NewProducer(bus.ProducerOptions{Options: opts, BatchTimeout: 2 * time.Millisecond})
 	require.NoError(t, err)
@@ -156,7 +160,8 @@ func (h *harness) pipeline(t testing.TB, seqs verify.SeqStore, wrap func(Source)
 	if wrap != nil {
 		src = wrap(c)
 	}
-	p, err := New(Options{Source: src, Sender: h.prod, DLQ: dlq, Store: h.st, Verifier: v, EventsTopic: h.events,
+	p, err := New(Options{Source: src, Sender: h.prod, DLQ: dlq, Store: h.st, Verifier: v, EventsTopic: h.events, FindingsTopic: h.findingsTopic,
+		Activity: &AgentActivity{Store: h.st}, Enricher: h.enricher,
 		FlushInterval: h.flushInterval, MaxPending: h.maxPending})
 	require.NoError(t, err)
 	return p, c
@@ -224,6 +229,31 @@ func (h *harness) findings(t testing.TB, q string) []string {
 	out := make([]string, len(res.Docs))
 	for i, d := range res.Docs {
 		out[i] = string(d.Source)
+	}
+	return out
+}
+
+// topicFindings reads every finding of the run's findings topic.
+func (h *harness) topicFindings(t testing.TB) []*finding.Finding {
+	t.Helper()
+	n := h.topicCount(t, h.findingsTopic)
+	if n == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := bus.NewConsumer(bus.ConsumerOptions{Options: h.bus, GroupID: "read-" + h.findingsTopic + "-" + t.Name(),
+		Topics: []string{h.findingsTopic}})
+	require.NoError(t, err)
+	defer func() { _ = c.Close() }()
+	var out []*finding.Finding
+	for int64(len(out)) < n {
+		m, err := c.Fetch(ctx)
+		require.NoError(t, err)
+		f, err := finding.Decode(m.Value)
+		require.NoError(t, err)
+		require.Equal(t, f.Tenant(), string(m.Key))
+		out = append(out, f)
 	}
 	return out
 }

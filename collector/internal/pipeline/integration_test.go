@@ -49,7 +49,7 @@ func TestPipelineRealServices(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cl := &kafka.Client{Addr: kafka.TCP(kafkaAddr)}
-		if _, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{h.raw, h.events, h.dlq}}); err != nil {
+		if _, err := cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{h.raw, h.events, h.dlq, h.findingsTopic}}); err != nil {
 			t.Logf("deleting test topics: %v", err)
 		}
 	})
@@ -62,7 +62,7 @@ func TestPipelineRealServices(t *testing.T) {
 	require.Equal(t, want, h.topicCount(t, h.events), "events in Kafka")
 	require.Equal(t, want, h.storeCount(t, store.Events, ""), "events in Elasticsearch")
 	require.Equal(t, int64(3), h.topicCount(t, h.dlq), "dead letters")
-	require.Len(t, h.findings(t, "kind:agent-integrity"), 3)
+	require.Len(t, h.findings(t, "kind:integrity"), 3)
 	cov := h.findings(t, "kind:coverage")
 	require.Len(t, cov, 1)
 	require.True(t, strings.Contains(cov[0], "sequence numbers 401 to 500"), cov[0])

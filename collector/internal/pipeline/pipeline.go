@@ -14,10 +14,18 @@
 // copy and consumers of csirt.events.v1 can drop duplicates by event.id.
 //
 // Rejected batches (verify.Rejection) go to the dead-letter topic with the
-// reason and raise an agent-integrity finding; a sequence gap raises a
-// coverage finding (the batch itself is accepted). Both findings have
-// deterministic ids and are written to the store's findings collection
-// only (not to csirt.findings.v1). A record whose event cannot be encoded
+// reason and raise an integrity finding; a sequence gap raises a coverage
+// finding (the batch itself is accepted). Both findings (internal/finding)
+// have deterministic ids and are published to csirt.findings.v1 and the
+// store's findings collection, both durable before the message's offset
+// can be committed.
+//
+// Every event is passed through the Enricher (collector/internal/enrich)
+// after parsing. Batches of stream "agent.heartbeat" are the agents'
+// heartbeats: they become events of dataset agent.heartbeat without going
+// through the parsers. Any accepted batch counts as the agent's activity
+// (AgentActivity), written throttled to the agent's document by a
+// goroutine beside the message path, for the silence detector. A record whose event cannot be encoded
 // sends the whole message to the dead-letter topic while the events of its
 // other records are still written; a parser panic sends the message to the
 // dead-letter topic with none of its events. Either way processing goes
@@ -34,10 +42,12 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/csirt-toscana/platform/collector/internal/enrich"
 	"github.com/csirt-toscana/platform/collector/internal/parse"
 	"github.com/csirt-toscana/platform/collector/internal/verify"
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/event"
+	"github.com/csirt-toscana/platform/internal/finding"
 	"github.com/csirt-toscana/platform/internal/store"
 )
 
@@ -78,6 +88,12 @@ type Options struct {
 	Parser *parse.Dispatcher
 	// EventsTopic; default bus.TopicEvents.
 	EventsTopic string
+	// FindingsTopic; default bus.TopicFindings.
+	FindingsTopic string
+	// Enricher runs on every event after parsing; nil: none.
+	Enricher enrich.Enricher
+	// Activity records agents' activity and heartbeats; nil: not recorded.
+	Activity *AgentActivity
 	// FlushInterval is the longest time between fetching a message and
 	// committing it. Default and maximum 1 s.
 	FlushInterval time.Duration
@@ -113,6 +129,9 @@ func (o *Options) fill() error {
 	if o.EventsTopic == "" {
 		o.EventsTopic = bus.TopicEvents
 	}
+	if o.FindingsTopic == "" {
+		o.FindingsTopic = bus.TopicFindings
+	}
 	if o.FlushInterval <= 0 || o.FlushInterval > time.Second {
 		o.FlushInterval = time.Second
 	}
@@ -140,6 +159,11 @@ type Stats struct {
 	Gaps        int64 // coverage findings raised
 	Redelivered int64 // batches skipped as already processed
 	Duplicates  int64 // records dropped as an already accepted tail
+	Findings    int64 // findings published
+	Heartbeats  int64 // heartbeat records accepted
+	// EnrichErrors counts events the Enricher could not fully enrich
+	// (they were kept as they were).
+	EnrichErrors int64
 }
 
 // Pipeline runs the agent path. It is not safe for concurrent use: one
@@ -152,7 +176,10 @@ type Pipeline struct {
 	since   time.Time // when the oldest pending message was fetched
 	stats   Stats
 	// parse is parseBatch with the options' dispatcher (replaced by tests).
-	parse func(res verify.Result, ingested time.Time) ([]encoded, error)
+	parse    func(res verify.Result, ingested time.Time) ([]encoded, error)
+	findings *finding.Publisher
+	// lastEnrichLog rate-limits the enrichment warnings.
+	lastEnrichLog time.Time
 }
 
 // New builds a Pipeline.
@@ -162,8 +189,9 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	p := &Pipeline{o: opts, log: opts.Logger.WithField("component", "collector.pipeline"),
 		writers: map[string]store.BulkWriter{}}
+	p.findings = &finding.Publisher{Sender: opts.Sender, Store: opts.Store, Topic: opts.FindingsTopic}
 	p.parse = func(res verify.Result, ingested time.Time) ([]encoded, error) {
-		return parseBatch(opts.Parser, res, ingested)
+		return parseBatch(opts.Parser, p.enrich, res, ingested)
 	}
 	return p, nil
 }
@@ -183,6 +211,12 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 			err = cerr
 		}
 	}()
+	if p.o.Activity != nil {
+		actx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); p.activityLoop(actx) }()
+		defer func() { stop(); <-done }()
+	}
 	for {
 		fctx, cancel := ctx, context.CancelFunc(func() {})
 		if len(p.pending) > 0 {
@@ -195,7 +229,9 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		case ctx.Err() != nil:
 			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.DrainTimeout)
 			defer dcancel()
-			return p.checkpoint(dctx)
+			err := p.checkpoint(dctx)
+			p.flushActivity(dctx, true)
+			return err
 		case ferr != nil && timedOut:
 			if err := p.checkpoint(ctx); err != nil {
 				return err
@@ -207,7 +243,7 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		if len(p.pending) == 0 {
 			p.since = time.Now()
 		}
-		if err := p.handle(ctx, msg); err != nil {
+		if err := p.handleOne(ctx, msg); err != nil {
 			return fmt.Errorf("collector pipeline: message %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
 		}
 		p.pending = append(p.pending, msg)
@@ -243,6 +279,34 @@ func (p *Pipeline) checkpoint(ctx context.Context) error {
 	return nil
 }
 
+// flushActivity writes the agents' activity that is due (all of it when
+// force is set). It is best effort: a failure is logged and retried later.
+func (p *Pipeline) flushActivity(ctx context.Context, force bool) {
+	if p.o.Activity == nil {
+		return
+	}
+	if err := p.o.Activity.Flush(ctx, p.o.Now(), force); err != nil {
+		p.log.WithError(err).Warn("recording agents' activity failed; retrying later")
+	}
+}
+
+// activityLoop writes due activity every quarter of the throttle interval,
+// beside the message path (whose checkpoints stay free of agent writes),
+// so that a stored last_seen is never much older than the throttle.
+func (p *Pipeline) activityLoop(ctx context.Context) {
+	every := p.o.Activity.interval() / 4
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.flushActivity(ctx, false)
+		}
+	}
+}
+
 func (p *Pipeline) closeWriters(ctx context.Context) error {
 	var errs []error
 	for entity, w := range p.writers {
@@ -252,6 +316,25 @@ func (p *Pipeline) closeWriters(ctx context.Context) error {
 		delete(p.writers, entity)
 	}
 	return errors.Join(errs...)
+}
+
+// handleOne handles a fetched message to the end even when ctx is
+// cancelled meanwhile (within DrainTimeout more): a shutdown then drains
+// it with the others instead of failing half-way through its outputs.
+func (p *Pipeline) handleOne(ctx context.Context, msg bus.Message) error {
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(p.o.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			hcancel()
+		case <-hctx.Done():
+		}
+	})
+	defer stop()
+	return p.handle(hctx, msg)
 }
 
 // handle processes one message; an error is an infrastructure failure.
@@ -268,7 +351,7 @@ func (p *Pipeline) handle(ctx context.Context, msg bus.Message) error {
 		return nil
 	}
 	if res.Gap != nil {
-		if err := p.putFinding(ctx, coverageFinding(res.Gap, res.Agent, p.o.Now())); err != nil {
+		if err := p.publish(ctx, coverageFinding(res.Gap, res.Agent, p.o.Now())); err != nil {
 			return err
 		}
 		p.stats.Gaps++
@@ -283,7 +366,31 @@ func (p *Pipeline) reject(ctx context.Context, msg bus.Message, rej *verify.Reje
 	p.stats.Rejected++
 	p.log.WithFields(logrus.Fields{"reason": rej.Reason, "agent": rej.AgentID, "partition": msg.Partition, "offset": msg.Offset}).
 		Warn("agent batch rejected")
-	return p.putFinding(ctx, integrityFinding(msg, rej, p.o.Now()))
+	return p.publish(ctx, integrityFinding(msg, rej, p.o.Now()))
+}
+
+// publish makes a finding durable on csirt.findings.v1 and in the store.
+func (p *Pipeline) publish(ctx context.Context, f *finding.Finding) error {
+	if err := p.findings.Publish(ctx, f); err != nil {
+		return err
+	}
+	p.stats.Findings++
+	return nil
+}
+
+// enrich runs the Enricher on one event; a failure is counted and logged
+// (at most once a minute) and the event is kept.
+func (p *Pipeline) enrich(ev event.Event) {
+	if p.o.Enricher == nil {
+		return
+	}
+	if err := p.o.Enricher.Enrich(context.Background(), ev); err != nil {
+		p.stats.EnrichErrors++
+		if now := time.Now(); now.Sub(p.lastEnrichLog) >= time.Minute {
+			p.lastEnrichLog = now
+			p.log.WithError(err).Warn("enrichment failed; events are kept without the missing context")
+		}
+	}
 }
 
 // accept parses, produces and archives the batch's new records.
@@ -313,6 +420,16 @@ func (p *Pipeline) accept(ctx context.Context, msg bus.Message, res verify.Resul
 	p.stats.Records += int64(len(b.Records) - res.Skip)
 	p.stats.Duplicates += int64(res.Skip)
 	p.stats.Events += int64(len(evs))
+	if b.StreamID == HeartbeatStream {
+		p.stats.Heartbeats += int64(len(b.Records) - res.Skip)
+	}
+	if p.o.Activity != nil {
+		var hb map[string]any
+		if b.StreamID == HeartbeatStream && len(b.Records) > res.Skip {
+			hb = decodeHeartbeat(b.Records[len(b.Records)-1].Data)
+		}
+		p.o.Activity.Seen(b.AgentID, b.EntityID, p.o.Now(), hb)
+	}
 	if poison != nil {
 		if err := p.o.DLQ.Send(ctx, msg, poison); err != nil {
 			return err
@@ -354,8 +471,9 @@ func (p *Pipeline) events(res verify.Result) (out []encoded, poison error) {
 // parseBatch parses the records of an accepted batch (skipping res.Skip
 // leading ones) and stamps the fields the pipeline owns: event.id,
 // event.ingested, organization.id, agent.id and, when the record names no
-// host, host.name (the agent's hostname, else its id). The stream id is the
-// parser's source hint. Events of auditd records are joined within the
+// host, host.name (the agent's hostname, else its id); then enr, when not
+// nil, enriches it. The stream id is the parser's source hint; records of
+// HeartbeatStream become heartbeat events without a parser. Events of auditd records are joined within the
 // batch only. Summary records (envelope.KindSummary) go through the same
 // dispatcher; no parser understands them yet, so they become unparsed
 // events with their raw JSON.
@@ -365,7 +483,7 @@ func (p *Pipeline) events(res verify.Result) (out []encoded, poison error) {
 // further events get an id derived from it and their rank, so ids stay
 // deterministic across redeliveries. poison lists events that could not be
 // encoded (they are left out).
-func parseBatch(d *parse.Dispatcher, res verify.Result, ingested time.Time) ([]encoded, error) {
+func parseBatch(d *parse.Dispatcher, enr func(event.Event), res verify.Result, ingested time.Time) ([]encoded, error) {
 	b := res.Batch
 	host := res.Agent.Hostname
 	if host == "" {
@@ -388,6 +506,9 @@ func parseBatch(d *parse.Dispatcher, res verify.Result, ingested time.Time) ([]e
 			if ev.String("host.name") == "" {
 				ev["host.name"] = host
 			}
+			if enr != nil {
+				enr(ev)
+			}
 			js, err := ev.MarshalJSON()
 			if err != nil {
 				bad = append(bad, fmt.Errorf("record seq %d: encoding event: %w", b.Seq(i), err))
@@ -398,8 +519,13 @@ func parseBatch(d *parse.Dispatcher, res verify.Result, ingested time.Time) ([]e
 		return rank
 	}
 	last, lastRank := -1, 0
+	heartbeat := b.StreamID == HeartbeatStream
 	for i := res.Skip; i < len(b.Records); i++ {
 		r := &b.Records[i]
+		if heartbeat {
+			last, lastRank = i, emit(i, []event.Event{heartbeatEvent(r.Data, r.Time)}, 0)
+			continue
+		}
 		evs, _ := st.Add(parse.Record{Raw: r.Data, Source: b.StreamID, Time: r.Time, Host: res.Agent.Hostname})
 		last, lastRank = i, emit(i, evs, 0)
 	}

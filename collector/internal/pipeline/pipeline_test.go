@@ -14,6 +14,7 @@ import (
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/envelope"
 	"github.com/csirt-toscana/platform/internal/event"
+	"github.com/csirt-toscana/platform/internal/finding"
 	"github.com/csirt-toscana/platform/internal/store"
 )
 
@@ -73,17 +74,43 @@ func TestPipelineEmbedded(t *testing.T) {
 	require.Equal(t, int64(3), st.Rejected)
 	require.Equal(t, int64(1), st.Gaps)
 
-	integrity := h.findings(t, "kind:agent-integrity")
+	integrity := h.findings(t, "kind:integrity")
 	require.Len(t, integrity, 3, "%v", integrity)
 	joined := strings.Join(integrity, "\n")
 	for _, r := range []verify.Reason{verify.ReasonBadSignature, verify.ReasonReplay, verify.ReasonMalformed} {
 		require.Contains(t, joined, "reason:"+string(r))
 	}
-	require.Contains(t, joined, `"rule":{"group":"agent-health","id":"csirt.agent.integrity"`)
+	require.Contains(t, joined, `"rule":{"id":"csirt.agent.integrity","name":"Agent batch rejected","group":"agent-health"}`)
 	cov := h.findings(t, "kind:coverage")
 	require.Len(t, cov, 1)
 	require.Contains(t, cov[0], `Agent \"agent-3\" stream \"/var/log/auth.log\": sequence numbers 151 to 250 (100 records) never arrived.`)
 	require.Contains(t, cov[0], `"organization":{"id":"comune-b"}`)
+	require.Equal(t, int64(4), st.Findings)
+
+	// The same findings are on csirt.findings.v1, keyed by their tenant.
+	onTopic := h.topicFindings(t)
+	require.Len(t, onTopic, 4)
+	kinds := map[finding.Kind]int{}
+	for _, f := range onTopic {
+		kinds[f.Kind]++
+		if f.Kind == finding.KindCoverage {
+			require.Equal(t, "comune-b", f.Entity)
+			require.Equal(t, map[string]string{"stream": "/var/log/auth.log", "gap_from": "151", "gap_to": "250"}, f.Labels)
+		}
+		if f.Labels["reason"] == string(verify.ReasonBadSignature) {
+			require.Equal(t, "comune-a", f.Entity, "a bad signature on a known agent's batch is that entity's finding")
+		}
+		if f.Labels["reason"] == string(verify.ReasonMalformed) {
+			require.Empty(t, f.Entity, "an undecodable message is regional")
+		}
+	}
+	require.Equal(t, map[finding.Kind]int{finding.KindIntegrity: 3, finding.KindCoverage: 1}, kinds)
+
+	// Agents' activity reached their documents.
+	ag, err := h.st.Get(context.Background(), store.RegionalScope(), store.Agents, "agent-2")
+	require.NoError(t, err)
+	require.Contains(t, string(ag.Source), `"status":"active"`)
+	require.Contains(t, string(ag.Source), `"last_seen":"`)
 
 	// Tenancy: entity comune-a sees only its own events, all stamped.
 	ctx := context.Background()
@@ -214,9 +241,9 @@ func TestParseBatchIDs(t *testing.T) {
 		b.Records = append(b.Records, envelope.Record{Time: time.Unix(1700000000, 0), Kind: envelope.KindRawLine, Data: []byte(r)})
 	}
 	d := newParser()
-	evs1, err := parseBatch(d, verify.Result{Batch: b, Agent: verify.Agent{ID: "a", EntityID: "e"}}, time.Unix(1700000001, 0))
+	evs1, err := parseBatch(d, nil, verify.Result{Batch: b, Agent: verify.Agent{ID: "a", EntityID: "e"}}, time.Unix(1700000001, 0))
 	require.NoError(t, err)
-	evs2, err := parseBatch(d, verify.Result{Batch: b, Agent: verify.Agent{ID: "a", EntityID: "e"}}, time.Unix(1700000002, 0))
+	evs2, err := parseBatch(d, nil, verify.Result{Batch: b, Agent: verify.Agent{ID: "a", EntityID: "e"}}, time.Unix(1700000002, 0))
 	require.NoError(t, err)
 	require.NotEmpty(t, evs1)
 	ids := map[string]bool{}
