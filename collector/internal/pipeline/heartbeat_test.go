@@ -144,3 +144,26 @@ func TestAgentActivity(t *testing.T) {
 	require.NoError(t, act.Flush(ctx, t0.Add(3*time.Minute), false))
 	require.Equal(t, "2026-11-22T11:00:00Z", get("a1")["last_seen"])
 }
+
+// A packet summary record (envelope.KindSummary) becomes the agent's event,
+// stamped with the collector's fields and the batch's entity, never the
+// entity the summary might claim.
+func TestParseBatchSummary(t *testing.T) {
+	a := &simAgent{id: "a", entity: "e", signer: newTestSigner(t), next: map[string]uint64{}}
+	b, err := envelope.Decode(a.batch(t, "capture", 1, 1, nil))
+	require.NoError(t, err)
+	b.Records[0].Kind = envelope.KindSummary
+	b.Records[0].Data = []byte(`{"@timestamp":"2013-03-07T21:42:06.869344Z","organization":{"id":"someone-else"},` +
+		`"event":{"dataset":"dns","kind":"event"},"dns":{"question":{"name":"example.org","type":"A"}},"source":{"ip":"10.0.0.1"}}`)
+	evs, err := parseBatch(newParser(), nil, verify.Result{Batch: b, Agent: verify.Agent{ID: "a", EntityID: "e", Hostname: "h"}}, time.Unix(1700000000, 0))
+	require.NoError(t, err)
+	require.Len(t, evs, 1)
+	ev, err := event.Decode(evs[0].json)
+	require.NoError(t, err)
+	require.Equal(t, "dns", ev.Dataset())
+	require.Equal(t, "example.org", ev["dns.question.name"])
+	require.Equal(t, "e", ev["organization.id"])
+	require.Equal(t, "a", ev["agent.id"])
+	require.Equal(t, b.EventID(0), ev.ID())
+	require.NoError(t, ev.Validate())
+}

@@ -46,6 +46,7 @@ import (
 	"github.com/csirt-toscana/platform/collector/internal/parse"
 	"github.com/csirt-toscana/platform/collector/internal/verify"
 	"github.com/csirt-toscana/platform/internal/bus"
+	"github.com/csirt-toscana/platform/internal/envelope"
 	"github.com/csirt-toscana/platform/internal/event"
 	"github.com/csirt-toscana/platform/internal/finding"
 	"github.com/csirt-toscana/platform/internal/store"
@@ -474,9 +475,8 @@ func (p *Pipeline) events(res verify.Result) (out []encoded, poison error) {
 // host, host.name (the agent's hostname, else its id); then enr, when not
 // nil, enriches it. The stream id is the parser's source hint; records of
 // HeartbeatStream become heartbeat events without a parser. Events of auditd records are joined within the
-// batch only. Summary records (envelope.KindSummary) go through the same
-// dispatcher; no parser understands them yet, so they become unparsed
-// events with their raw JSON.
+// batch only. Summary records (envelope.KindSummary) go through the
+// dispatcher's Summary: the agent's JSON event is kept and stamped.
 //
 // event.id is the record's envelope EventID; when one record completes
 // more than one event (auditd groups flushed at the end of the batch) the
@@ -524,6 +524,10 @@ func parseBatch(d *parse.Dispatcher, enr func(event.Event), res verify.Result, i
 		r := &b.Records[i]
 		if heartbeat {
 			last, lastRank = i, emit(i, []event.Event{heartbeatEvent(r.Data, r.Time)}, 0)
+			continue
+		}
+		if r.Kind == envelope.KindSummary {
+			last, lastRank = i, emit(i, []event.Event{d.Summary(parse.Record{Raw: r.Data, Source: b.StreamID, Time: r.Time, Host: res.Agent.Hostname})}, 0)
 			continue
 		}
 		evs, _ := st.Add(parse.Record{Raw: r.Data, Source: b.StreamID, Time: r.Time, Host: res.Agent.Hostname})
