@@ -187,7 +187,10 @@ func repoRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// buildAgent compiles cmd/csirt-agent, static and stripped.
+// buildAgent compiles cmd/csirt-agent, stripped, with cgo: live packet
+// capture links libpcap (the package depends on it). Cross-building for
+// another architecture needs that architecture's C compiler and libpcap
+// (CC=aarch64-linux-gnu-gcc and libpcap-dev:arm64, for example).
 func buildAgent(version, arch, out string) error {
 	root, err := repoRoot()
 	if err != nil {
@@ -196,7 +199,7 @@ func buildAgent(version, arch, out string) error {
 	//nolint:gosec // version is checked against versionRE; out is our staging path
 	cmd := exec.CommandContext(context.Background(), "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", out, "./cmd/csirt-agent")
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOOS=linux", "GOARCH="+arch)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("building cmd/csirt-agent: %w", err)
@@ -232,7 +235,7 @@ func info(o Options, stage, bin string) *nfpm.Info {
 		Maintainer:  "CSIRT Toscana <csirt-agent@csirt-toscana.invalid>",
 		Vendor:      "CSIRT Toscana",
 		License:     "other",
-		Description: "CSIRT Toscana agent: ships this server's logs to the regional CSIRT\nFollows log files and the systemd journal, keeps a bounded disk queue while\nthe CSIRT is unreachable, and sends signed batches over mutual TLS.",
+		Description: "CSIRT Toscana agent: ships this server's logs to the regional CSIRT\nFollows log files and the systemd journal, keeps a bounded disk queue while\nthe CSIRT is unreachable, and sends signed batches over mutual TLS. When the\nCSIRT's policy turns it on, it also summarises network traffic (flows, DNS,\nTLS, HTTP; never payload) with libpcap.",
 		Overridables: nfpm.Overridables{
 			Contents: contents,
 			Umask:    0o022,
@@ -252,9 +255,9 @@ func info(o Options, stage, bin string) *nfpm.Info {
 func writePackage(format string, in *nfpm.Info, path string) error {
 	switch format {
 	case "deb":
-		in.Depends = []string{"passwd"} // useradd, groupadd, usermod
+		in.Depends = []string{"passwd", "libpcap0.8"} // useradd, groupadd, usermod; live capture
 	case "rpm":
-		in.Depends = []string{"shadow-utils"}
+		in.Depends = []string{"shadow-utils", "libpcap"}
 	}
 	in = nfpm.WithDefaults(in)
 	if err := nfpm.PrepareForPackager(in, format); err != nil {

@@ -190,8 +190,23 @@ func TestPackageContents(t *testing.T) {
 		t.Errorf("control fields: %s", f)
 	}
 
+	// Live capture: the binary links libpcap and the package depends on it.
+	if d := run(t, "dpkg-deb", "-f", deb, "Depends"); !strings.Contains(d, "libpcap0.8") {
+		t.Errorf("the .deb does not depend on libpcap0.8: Depends: %s", d)
+	}
+	root := t.TempDir()
+	run(t, "dpkg-deb", "-x", deb, root)
+	if need(t, "readelf", "binutils") != "" {
+		if dyn := run(t, "readelf", "-d", filepath.Join(root, PathBinary)); !strings.Contains(dyn, "libpcap.so") {
+			t.Errorf("the packaged binary does not link libpcap (built without cgo?):\n%s", dyn)
+		}
+	}
+
 	rpmBin := need(t, "rpm", "rpm")
 	rpmFile := res.Files["rpm"]
+	if req := run(t, rpmBin, "-qpR", rpmFile); !strings.Contains(req, "libpcap") {
+		t.Errorf("the .rpm does not require libpcap:\n%s", req)
+	}
 	list := run(t, rpmBin, "-qlp", rpmFile)
 	for _, p := range []string{PathBinary, PathConfig, PathUnitRPM, PathDoc + "/README", PathDoc + "/copyright"} {
 		if !contains(strings.Split(strings.TrimSpace(list), "\n"), p) {
@@ -322,6 +337,14 @@ func TestDebInstallRemovePurge(t *testing.T) {
 	// The binary runs from the package path.
 	if out := run(t, PathBinary, "version"); !strings.Contains(out, testVersion) {
 		t.Errorf("%s version printed %q, want it to contain %s", PathBinary, out, testVersion)
+	}
+	// Its libpcap resolves (the dependency is installed), and it says how
+	// to use the capture command.
+	if out := run(t, "ldd", PathBinary); !strings.Contains(out, "libpcap.so") || strings.Contains(out, "not found") {
+		t.Errorf("ldd %s:\n%s", PathBinary, out)
+	}
+	if out, err := exec.Command(PathBinary, "pcap").CombinedOutput(); err == nil || !strings.Contains(string(out), "Usage: csirt-agent pcap") {
+		t.Errorf("%s pcap without files: %v\n%s", PathBinary, err, out)
 	}
 
 	// systemd accepts the unit.

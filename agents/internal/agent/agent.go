@@ -10,8 +10,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/csirt-toscana/platform/agents/internal/heartbeat"
 	"github.com/csirt-toscana/platform/agents/internal/identity"
+	"github.com/csirt-toscana/platform/agents/internal/netsum"
 	"github.com/csirt-toscana/platform/agents/internal/seq"
 	"github.com/csirt-toscana/platform/agents/internal/ship"
 	"github.com/csirt-toscana/platform/agents/internal/source"
@@ -30,7 +33,9 @@ import (
 	"github.com/csirt-toscana/platform/internal/policy"
 
 	_ "github.com/csirt-toscana/platform/agents/internal/journal" // the "journal" source kind
-	_ "github.com/csirt-toscana/platform/agents/internal/tail"    // the "file" source kind
+	// netsum registers the "capture" kind; the agent also adds the capture
+	// source itself when the policy's capture section is enabled.
+	_ "github.com/csirt-toscana/platform/agents/internal/tail" // the "file" source kind
 )
 
 // Sub-directories of the state directory.
@@ -57,6 +62,11 @@ type Options struct {
 	RenewCheck time.Duration
 	// Linger of the batchers. Default ship.DefaultLinger.
 	Linger time.Duration
+	// MemoryLimit makes the agent set the Go runtime's soft memory limit
+	// (Config.MemoryLimit, or its default, which depends on whether the
+	// policy turns capture on) unless GOMEMLIMIT is set. The binary sets
+	// it; tests running agents inside the test process do not.
+	MemoryLimit bool
 }
 
 // Agent is the running agent. Build it with New, then Run once.
@@ -91,6 +101,7 @@ type Agent struct {
 	stopped     atomic.Bool
 	reloads     atomic.Uint64
 	appendFails atomic.Uint64
+	memLimit    atomic.Int64 // soft memory limit in force (0: none set by the agent)
 }
 
 // New loads the identity and opens the state; it fails with a message a
@@ -143,13 +154,23 @@ func New(opts Options) (*Agent, error) {
 		NoSync:   opts.NoSync,
 		Now:      opts.Now,
 		Logger:   a.log,
+		// Sequence numbers are durable before the last copy of a batch
+		// carrying them is deleted (package seq, "power loss").
+		BeforeRemove: a.seq.Sync,
 	})
 	if err != nil {
+		_ = a.seq.Close()
 		return nil, fmt.Errorf("opening the spool: %w", err)
+	}
+	if err := raiseFromSpool(a.seq, a.spool, a.log); err != nil {
+		_ = a.spool.Close()
+		_ = a.seq.Close()
+		return nil, err
 	}
 	prod, err := a.buildTransport()
 	if err != nil {
 		_ = a.spool.Close()
+		_ = a.seq.Close()
 		return nil, err
 	}
 	a.producer = &trackingProducer{p: prod, now: a.now}
@@ -163,9 +184,32 @@ func New(opts Options) (*Agent, error) {
 	})
 	if err != nil {
 		_ = a.spool.Close()
+		_ = a.seq.Close()
 		return nil, err
 	}
 	return a, nil
+}
+
+// raiseFromSpool raises every sequence counter past the envelopes still
+// present in the spool, acknowledged or not: after a power loss the
+// sequence file may be older than the batches that reached the spool.
+func raiseFromSpool(st *seq.Store, sp *spool.Spool, log logrus.FieldLogger) error {
+	bad := 0
+	err := sp.ScanAll(func(data []byte) error {
+		k, first, n, err := seq.RangeOf(data)
+		if err != nil {
+			bad++      // not ours to judge here: the shipper reports it when sending
+			return nil //nolint:nilerr // counted and logged below; the scan goes on
+		}
+		return st.Raise(k, first+uint64(n))
+	})
+	if bad > 0 {
+		log.WithField("entries", bad).Warn("spool entries with an unreadable envelope header were ignored when checking sequence numbers")
+	}
+	if err != nil {
+		return fmt.Errorf("checking sequence numbers against the spool: %w", err)
+	}
+	return nil
 }
 
 // buildTransport chooses Kafka or the intake.
@@ -297,6 +341,13 @@ func (a *Agent) buildSources(p policy.Policy) ([]namedSource, map[string]error) 
 		}
 		out = append(out, namedSource{name: s.Name, kind: s.Kind, src: src})
 	}
+	if p.Capture.Enabled {
+		if src, err := a.newCapture(p); err != nil {
+			errs[CaptureSource] = err
+		} else {
+			out = append(out, namedSource{name: CaptureSource, kind: CaptureSource, src: src})
+		}
+	}
 	hb, err := heartbeat.New(p.HeartbeatInterval.D(), a.report, a.now)
 	if err != nil {
 		errs[heartbeat.Kind] = err
@@ -304,6 +355,95 @@ func (a *Agent) buildSources(p policy.Policy) ([]namedSource, map[string]error) 
 		out = append(out, namedSource{name: heartbeat.Kind, kind: heartbeat.Kind, src: hb})
 	}
 	return out, errs
+}
+
+// Default soft memory limits (Config.MemoryLimit = 0).
+const (
+	DefaultMemoryLimit        = 40 << 20 // logs only
+	DefaultCaptureMemoryLimit = 80 << 20 // with packet capture on (100k flows)
+)
+
+// MemoryLimitFor is the soft memory limit the agent sets for policy p
+// under configuration c: c.MemoryLimit when set, else the default for
+// p's capture setting; 0 means none.
+func MemoryLimitFor(c Config, p policy.Policy) int64 {
+	switch {
+	case c.MemoryLimit < 0:
+		return 0
+	case c.MemoryLimit > 0:
+		return int64(c.MemoryLimit)
+	case p.Capture.Enabled:
+		return DefaultCaptureMemoryLimit
+	default:
+		return DefaultMemoryLimit
+	}
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit for p (GC works
+// harder as the heap nears it; it is not a cap). GOMEMLIMIT, when set in
+// the environment, wins and is left alone.
+func (a *Agent) applyMemoryLimit(p policy.Policy) {
+	if !a.opts.MemoryLimit {
+		return
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		cur := debug.SetMemoryLimit(-1)
+		if cur == math.MaxInt64 {
+			cur = 0
+		}
+		a.memLimit.Store(cur)
+		return
+	}
+	lim := MemoryLimitFor(a.cfg, p)
+	if lim == a.memLimit.Load() {
+		return
+	}
+	if lim == 0 {
+		debug.SetMemoryLimit(math.MaxInt64)
+	} else {
+		debug.SetMemoryLimit(lim)
+	}
+	a.memLimit.Store(lim)
+	a.log.WithField("memory_limit", ByteSize(lim).String()).Info("soft memory limit set")
+}
+
+// CaptureSource is the name, kind and stream of the packet summaries the
+// policy's capture section turns on.
+const CaptureSource = "capture"
+
+// newCapture builds the live capture source of p.Capture. Its
+// pseudonymisation key lives in the state directory itself.
+func (a *Agent) newCapture(p policy.Policy) (*netsum.LiveSource, error) {
+	for _, s := range p.Sources {
+		if s.Name == CaptureSource {
+			return nil, fmt.Errorf("the policy has a source named %q, the name reserved for packet capture: rename that source", CaptureSource)
+		}
+	}
+	deps := source.Deps{Logger: a.log, StateDir: a.cfg.StateDir, Now: a.now}
+	return netsum.NewLive(CaptureSource, netsum.FromPolicy(p.Capture), deps)
+}
+
+// captureStats returns the counters of the running capture source, or
+// nil when capture is off.
+func (a *Agent) captureStats() *heartbeat.CaptureCounter {
+	a.mu.Lock()
+	g := a.gen
+	a.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	for _, ns := range g.sources {
+		r, ok := ns.src.(netsum.StatsReporter)
+		if !ok {
+			continue
+		}
+		cs := r.CaptureStats()
+		return &heartbeat.CaptureCounter{
+			Interface: cs.Interface, Packets: cs.Received, DroppedKernel: cs.Dropped, DroppedInterface: cs.IfDropped,
+			FlowsEvicted: cs.Summary.Evicted, FlowsActive: int64(cs.Summary.ActiveFlows), Summaries: cs.Summary.Summaries,
+		}
+	}
+	return nil
 }
 
 // startGeneration builds and starts the sources of p.
@@ -428,6 +568,7 @@ func (a *Agent) Counters() ship.Counters {
 // spool what they hold, the shipper gets a moment to send it, the rest
 // stays in the spool for the next start.
 func (a *Agent) Run(ctx context.Context) error {
+	defer func() { _ = a.seq.Close() }() // after the spool: deferred first
 	defer func() { _ = a.spool.Close() }()
 	defer func() { _ = a.closer() }()
 	a.log.WithFields(logrus.Fields{
@@ -445,6 +586,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	pol := a.pol
 	a.mu.Unlock()
+	a.applyMemoryLimit(pol)
 	g, err := a.startGeneration(ctx, pol)
 	if err != nil {
 		stopShip()
@@ -560,6 +702,7 @@ func (a *Agent) ApplyPolicy(ctx context.Context, p policy.Policy) error {
 	old := a.gen
 	a.pol = p
 	a.mu.Unlock()
+	a.applyMemoryLimit(p)
 	a.stopGeneration(old)
 	g, err := a.startGeneration(ctx, p)
 	if err != nil {
@@ -585,6 +728,11 @@ func (a *Agent) buildSourcesDry(p policy.Policy) ([]namedSource, map[string]erro
 		}
 		if _, err := source.Default.New(s.Kind, s.Name, source.StrictYAML(cfg), deps); err != nil {
 			errs[s.Name] = err
+		}
+	}
+	if p.Capture.Enabled {
+		if _, err := a.newCapture(p); err != nil {
+			errs[CaptureSource] = err
 		}
 	}
 	return nil, errs
@@ -811,6 +959,8 @@ func (a *Agent) Status() *Status {
 	}
 	a.mu.Unlock()
 	st.Counters = toHB(c)
+	st.Capture = a.captureStats()
+	st.MemoryLimit = a.memLimit.Load()
 	st.Sources = a.sourceStates()
 	st.Spool.Error, _ = a.spoolErr.Load().(string)
 	if msg, at, certErr := a.producer.last(); msg != "" {
@@ -831,5 +981,6 @@ func (a *Agent) report() heartbeat.Report {
 		AgentVersion: st.AgentVersion, Started: st.Started, UptimeSeconds: int64(st.Updated.Sub(st.Started) / time.Second),
 		PolicyRevision: st.Policy.Revision, Transport: st.Transport, Counters: st.Counters, Sources: st.Sources,
 		CertNotAfter: st.Cert.NotAfter, CertState: st.Cert.State, Problems: append(v.Problems, v.Warnings...),
+		Capture: st.Capture,
 	}
 }

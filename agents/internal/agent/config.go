@@ -30,6 +30,27 @@ type Config struct {
 	Log       LogConfig `yaml:"log"`
 	Spool     Spool     `yaml:"spool"`
 	Transport Transport `yaml:"transport"`
+	// MemoryLimit is the Go runtime's soft memory limit: "40MiB", or
+	// "off". Default (empty): 40 MiB, 80 MiB while the policy turns
+	// packet capture on. The GOMEMLIMIT environment variable wins.
+	MemoryLimit MemoryLimit `yaml:"memory_limit"`
+}
+
+// MemoryLimit is a size, 0 for the default, or -1 for "off".
+type MemoryLimit int64
+
+// UnmarshalYAML reads a size or "off".
+func (m *MemoryLimit) UnmarshalYAML(n *yaml.Node) error {
+	if strings.EqualFold(strings.TrimSpace(n.Value), "off") {
+		*m = -1
+		return nil
+	}
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: memory_limit: %w, or off", n.Line, err)
+	}
+	*m = MemoryLimit(v)
+	return nil
 }
 
 // LogConfig chooses the log level and format.
@@ -159,6 +180,8 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("spool.max_bytes %s is below 1MiB", c.Spool.MaxBytes)
 	case c.Spool.MaxAge < time.Minute:
 		return fmt.Errorf("spool.max_age %s is below 1m", c.Spool.MaxAge)
+	case c.MemoryLimit > 0 && c.MemoryLimit < 16<<20:
+		return fmt.Errorf("memory_limit %s is below 16MiB: the agent would spend its time collecting garbage", ByteSize(c.MemoryLimit))
 	}
 	switch c.Transport.Mode {
 	case ModeAuto, ModeKafka, ModeIntake:

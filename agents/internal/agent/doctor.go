@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/csirt-toscana/platform/agents/internal/identity"
+	"github.com/csirt-toscana/platform/agents/internal/netsum"
 	"github.com/csirt-toscana/platform/internal/policy"
 )
 
@@ -49,6 +51,9 @@ type DoctorOptions struct {
 	LookPath func(string) (string, error)
 	// Timeout bounds each network check. Default 10 s.
 	Timeout time.Duration
+	// CapEff returns the effective capability mask of this process.
+	// Default: CapEff of /proc/self/status.
+	CapEff func() (uint64, error)
 }
 
 // Doctor runs every check and returns one finding per line, in order.
@@ -99,6 +104,11 @@ func Doctor(ctx context.Context, o DoctorOptions) []Finding {
 		pol.Normalize()
 		add("policy", OK, fmt.Sprintf("revision %s, %d sources", pol.Revision, len(pol.Sources)), "")
 		out = append(out, sourceChecks(pol, o.LookPath)...)
+		if pol.Capture.Enabled {
+			out = append(out, captureChecks(pol.Capture, o.CapEff)...)
+		} else {
+			add("capture", OK, "off in the policy (CAP_NET_RAW unused; see docs/agent.md to drop it)", "")
+		}
 	}
 
 	mode := o.Config.Transport.Mode
@@ -213,6 +223,86 @@ func pathCheck(check, pattern string) Finding {
 		return Finding{check, Fail, strings.Join(bad, "; "), "give the agent's user read access, e.g. usermod -aG adm csirt-agent (Debian) then systemctl restart csirt-agent; or a directory replaced the file: move it away"}
 	}
 	return Finding{check, OK, fmt.Sprintf("%s: %d readable file(s)", pattern, len(matches)), ""}
+}
+
+// capNetRaw is the bit of CAP_NET_RAW in a capability mask.
+const capNetRaw = 1 << 13
+
+// procCapEff reads this process's effective capabilities.
+func procCapEff() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff line in /proc/self/status")
+}
+
+// captureChecks checks what live capture needs: a build with libpcap,
+// CAP_NET_RAW, and the interface.
+func captureChecks(c policy.Capture, capEff func() (uint64, error)) []Finding {
+	var out []Finding
+	if !netsum.LiveCaptureAvailable {
+		return []Finding{{"capture", Fail, "the policy turns packet capture on but this csirt-agent was built without libpcap (cgo)", "install the csirt-agent package from the CSIRT (built with libpcap), or ask the CSIRT to turn capture off"}}
+	}
+	if capEff == nil {
+		capEff = procCapEff
+	}
+	switch mask, err := capEff(); {
+	case err != nil:
+		out = append(out, Finding{"capture", Warn, "cannot read this process's capabilities: " + err.Error(), ""})
+	case mask&capNetRaw == 0:
+		out = append(out, Finding{"capture", Fail, "the policy turns packet capture on but this process lacks CAP_NET_RAW",
+			"the systemd unit grants it (AmbientCapabilities=CAP_NET_RAW): check no drop-in removed it (systemctl cat csirt-agent); to test by hand: sudo systemd-run -p User=csirt-agent -p AmbientCapabilities=CAP_NET_RAW --pty csirt-agent doctor"})
+	default:
+		out = append(out, Finding{"capture", OK, "CAP_NET_RAW is effective", ""})
+	}
+	name := c.Interface
+	if name == "" {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return append(out, Finding{"capture interface", Fail, "cannot list the network interfaces: " + err.Error(), ""})
+		}
+		for _, i := range ifs {
+			if i.Flags&net.FlagUp != 0 && i.Flags&net.FlagLoopback == 0 {
+				name = i.Name
+				break
+			}
+		}
+		if name == "" {
+			return append(out, Finding{"capture interface", Fail, "the policy names no interface and none is up besides loopback", "ask the CSIRT to set capture.interface in the policy"})
+		}
+	}
+	ifc, err := net.InterfaceByName(name)
+	switch {
+	case err != nil:
+		out = append(out, Finding{"capture interface", Fail, fmt.Sprintf("interface %q: %v", name, err), "ask the CSIRT to set capture.interface to one of: " + interfaceNames()})
+	case ifc.Flags&net.FlagUp == 0:
+		out = append(out, Finding{"capture interface", Warn, fmt.Sprintf("interface %s is down: nothing to capture", name), "bring it up (ip link set " + name + " up) or ask the CSIRT to change capture.interface"})
+	default:
+		msg := "interface " + name + " is up"
+		if c.Interface == "" {
+			msg += " (the first one up, the policy names none)"
+		}
+		out = append(out, Finding{"capture interface", OK, msg, ""})
+	}
+	return out
+}
+
+func interfaceNames() string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "(cannot list them)"
+	}
+	var names []string
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // kafkaChecks dials every bootstrap broker over TLS with the agent's

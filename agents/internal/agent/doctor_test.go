@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/csirt-toscana/platform/agents/internal/identity"
+	"github.com/csirt-toscana/platform/agents/internal/netsum"
 	"github.com/csirt-toscana/platform/internal/policy"
 )
 
@@ -177,4 +178,45 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("size %d does not round-trip: %v", c.Spool.MaxBytes, err)
 		}
 	})
+}
+
+func TestDoctorCapture(t *testing.T) {
+	f := newFixture(t, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	cfg := DefaultConfig()
+	cfg.StateDir = f.state
+	doctor := func(iface string, mask uint64) map[string]Finding {
+		p := policy.Policy{Capture: policy.Capture{Enabled: iface != "", Interface: iface}}
+		p.Normalize()
+		if err := identity.SavePolicy(f.state, p); err != nil {
+			t.Fatal(err)
+		}
+		capEff := func() (uint64, error) { return mask, nil }
+		return findingsByCheck(Doctor(context.Background(), DoctorOptions{Config: cfg, Central: &fakeCentral{}, CapEff: capEff}))
+	}
+	fs := doctor("", 0)
+	if fs["capture"].Level != OK || !strings.Contains(fs["capture"].Message, "off") {
+		t.Errorf("capture off: %+v", fs["capture"])
+	}
+	fs = doctor("lo", capNetRaw)
+	wantCap := OK
+	if !netsum.LiveCaptureAvailable {
+		wantCap = Fail
+	}
+	if fs["capture"].Level != wantCap {
+		t.Errorf("capture on lo with CAP_NET_RAW: %+v", fs["capture"])
+	}
+	if !netsum.LiveCaptureAvailable {
+		return
+	}
+	if fs["capture interface"].Level != OK {
+		t.Errorf("lo: %+v", fs["capture interface"])
+	}
+	fs = doctor("lo", 0)
+	if fs["capture"].Level != Fail || !strings.Contains(fs["capture"].Message, "CAP_NET_RAW") || !strings.Contains(fs["capture"].Fix, "AmbientCapabilities") {
+		t.Errorf("without CAP_NET_RAW: %+v", fs["capture"])
+	}
+	fs = doctor("nosuch0", capNetRaw)
+	if fs["capture interface"].Level != Fail || !strings.Contains(fs["capture interface"].Message, "nosuch0") || !strings.Contains(fs["capture interface"].Fix, "lo") {
+		t.Errorf("missing interface: %+v", fs["capture interface"])
+	}
 }

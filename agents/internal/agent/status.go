@@ -42,12 +42,15 @@ type Status struct {
 	TransportError   string    `json:"transport_error,omitempty"`
 	TransportErrorAt time.Time `json:"transport_error_at,omitzero"`
 
-	Counters heartbeat.Counters      `json:"counters"`
-	Sources  []heartbeat.SourceState `json:"sources"`
-	Spool    SpoolStatus             `json:"spool"`
-	Cert     CertStatus              `json:"cert"`
-	Policy   PolicyStatus            `json:"policy"`
-	Problems []string                `json:"problems,omitempty"`
+	Counters heartbeat.Counters        `json:"counters"`
+	Capture  *heartbeat.CaptureCounter `json:"capture,omitempty"` // when the policy turns capture on
+	// MemoryLimit is the Go soft memory limit in force (bytes; 0 none).
+	MemoryLimit int64                   `json:"memory_limit,omitempty"`
+	Sources     []heartbeat.SourceState `json:"sources"`
+	Spool       SpoolStatus             `json:"spool"`
+	Cert        CertStatus              `json:"cert"`
+	Policy      PolicyStatus            `json:"policy"`
+	Problems    []string                `json:"problems,omitempty"`
 }
 
 // SpoolStatus is the spool's limits (its depth is in Counters).
@@ -171,6 +174,9 @@ func Check(st *Status, now time.Time) Verdict {
 			v.Problems = append(v.Problems, fmt.Sprintf("source %s: %s: %s", s.Source, s.Path, s.Error))
 		}
 	}
+	if cp := st.Capture; cp != nil && cp.DroppedKernel+cp.DroppedInterface > 0 {
+		v.Warnings = append(v.Warnings, fmt.Sprintf("packet capture on %s lost %d packets in the kernel and %d in the interface since it started: the server is busy or the traffic too high; ask the CSIRT to narrow capture.bpf", cp.Interface, cp.DroppedKernel, cp.DroppedInterface))
+	}
 	if st.Counters.DroppedBatches > 0 {
 		v.Warnings = append(v.Warnings, fmt.Sprintf("the spool was full or too old and dropped %d batches (%d bytes) since the start: raise spool.max_bytes or fix the connection", st.Counters.DroppedBatches, st.Counters.DroppedBytes))
 	}
@@ -222,6 +228,13 @@ func RenderStatus(w io.Writer, st *Status, now time.Time) Verdict {
 	fmt.Fprintf(w, "lines     read %d, spooled %d, shipped %d\n", c.LinesRead, c.LinesSpooled, c.LinesShipped)
 	fmt.Fprintf(w, "spool     %d batches, %s of %s (max age %s)\n", c.SpoolDepth, ByteSize(c.SpoolBytes), ByteSize(st.Spool.MaxBytes), st.Spool.MaxAge)
 	fmt.Fprintf(w, "drops     %d batches (%d bytes); errors %d, retries %d\n", c.DroppedBatches, c.DroppedBytes, c.Errors, c.Retries)
+	if cp := st.Capture; cp != nil {
+		fmt.Fprintf(w, "capture   %s: %d packets, dropped %d by the kernel and %d by the interface; flows active %d, evicted %d; %d summaries\n",
+			cp.Interface, cp.Packets, cp.DroppedKernel, cp.DroppedInterface, cp.FlowsActive, cp.FlowsEvicted, cp.Summaries)
+	}
+	if st.MemoryLimit > 0 {
+		fmt.Fprintf(w, "memory    soft limit %s\n", ByteSize(st.MemoryLimit))
+	}
 	fmt.Fprintf(w, "cert      %s\n", st.Cert.Message)
 	pol := st.Policy.Revision
 	if !st.Policy.Fetched.IsZero() {

@@ -46,7 +46,7 @@ type Report struct {
 	CertNotAfter   time.Time       `json:"cert_not_after"`
 	CertState      string          `json:"cert_state"` // ok, renew-due, expired, revoked
 	Problems       []string        `json:"problems,omitempty"`
-	Capture        *CaptureCounter `json:"capture,omitempty"` // packet capture (issue 5), when on
+	Capture        *CaptureCounter `json:"capture,omitempty"` // packet capture, when the policy turns it on
 }
 
 // Counters are the shipping counters since the process started.
@@ -77,11 +77,16 @@ type SourceState struct {
 	Acked  int64     `json:"acked_offset"`
 }
 
-// CaptureCounter is reserved for packet capture drop counters.
+// CaptureCounter are the live packet capture's counters since the
+// capture started (it restarts when a new policy is applied).
 type CaptureCounter struct {
-	Packets       uint64 `json:"packets"`
-	DroppedKernel uint64 `json:"dropped_kernel"`
-	DroppedAgent  uint64 `json:"dropped_agent"`
+	Interface        string `json:"interface"`
+	Packets          uint64 `json:"packets"`           // packets the kernel passed the filter
+	DroppedKernel    uint64 `json:"dropped_kernel"`    // ring full: the agent was too slow
+	DroppedInterface uint64 `json:"dropped_interface"` // dropped by the network interface
+	FlowsEvicted     uint64 `json:"flows_evicted"`     // flow table full: oldest flows reported early
+	FlowsActive      int64  `json:"flows_active"`      // flows in the table now
+	Summaries        uint64 `json:"summaries"`         // summary events emitted
 }
 
 // Source emits a Report every interval. Build it with New.

@@ -104,6 +104,15 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives recovery and drop warnings. Default: discard.
 	Logger logrus.FieldLogger
+	// BeforeRemove, when set, is called before a segment file holding
+	// entries is deleted (all acknowledged, or dropped when full). The
+	// agent makes its sequence numbers durable there: after a power loss
+	// they are raised past every entry still on disk (ScanAll). When it
+	// fails, the segment is kept and the removal retried later. With
+	// BeforeRemove set, Open deletes nothing, so that ScanAll sees every
+	// entry left by the previous run; acknowledged segments go at the
+	// next head move.
+	BeforeRemove func() error
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -276,7 +285,11 @@ func (s *Spool) recover() error {
 	if err := s.openHead(); err != nil {
 		return err
 	}
-	s.removeDead()
+	if s.opts.BeforeRemove == nil {
+		if err := s.removeDead(); err != nil {
+			return err
+		}
+	}
 	s.refreshDepth()
 	return nil
 }
@@ -551,14 +564,21 @@ func (s *Spool) writeHead() error {
 	return nil
 }
 
-// removeDead deletes segments entirely before the head (never the last).
-func (s *Spool) removeDead() {
+// removeDead deletes segments entirely before the head (never the last),
+// after Options.BeforeRemove. When the hook fails nothing is removed and
+// its error is returned.
+func (s *Spool) removeDead() error {
 	k := 0
 	for k < len(s.segs)-1 && s.head.seg > k {
 		k++
 	}
 	if k == 0 {
-		return
+		return nil
+	}
+	if s.opts.BeforeRemove != nil {
+		if err := s.opts.BeforeRemove(); err != nil {
+			return fmt.Errorf("spool: before removing %d segment(s): %w", k, err)
+		}
 	}
 	for _, seg := range s.segs[:k] {
 		_ = seg.f.Close()
@@ -572,6 +592,54 @@ func (s *Spool) removeDead() {
 	if s.cursor.seg < 0 || s.cursor.id < s.head.id {
 		s.cursor = s.head
 	}
+	return nil
+}
+
+// removeDeadOrWarn is removeDead where a failure only delays the removal.
+func (s *Spool) removeDeadOrWarn() {
+	if err := s.removeDead(); err != nil {
+		s.log.WithError(err).Warn("spool: keeping acknowledged segments for now; removal is retried at the next acknowledgement")
+	}
+}
+
+// ScanAll calls fn with the data of every entry physically present in the
+// segment files, acknowledged or not, oldest first. data is only valid
+// during the call. Entries failing their CRC are skipped. An error from fn
+// stops the scan and is returned.
+func (s *Spool) ScanAll(fn func(data []byte) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	var data []byte
+	for _, seg := range s.segs {
+		off := int64(len(segHeader))
+		for id := seg.first; id < seg.next(); id++ {
+			var h [entryHeader]byte
+			if _, err := seg.f.ReadAt(h[:], off); err != nil {
+				return fmt.Errorf("spool: reading entry %d in %s: %w", id, seg.path, err)
+			}
+			n := int64(binary.BigEndian.Uint32(h[0:]))
+			if int64(cap(data)) < n {
+				data = make([]byte, n)
+			}
+			data = data[:n]
+			if _, err := seg.f.ReadAt(data, off+entryHeader); err != nil {
+				return fmt.Errorf("spool: reading entry %d in %s: %w", id, seg.path, err)
+			}
+			off += entryHeader + n
+			crc := crc32.Update(crc32.Update(0, castagnoli, h[8:]), castagnoli, data)
+			if crc != binary.BigEndian.Uint32(h[4:]) {
+				s.log.WithFields(logrus.Fields{"segment": seg.path, "id": id}).Warn("spool: scan skips an entry that fails its CRC")
+				continue
+			}
+			if err := fn(data); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // refreshDepth recomputes Entries, Bytes, DiskBytes, Segments.
@@ -618,7 +686,7 @@ func (s *Spool) Append(data []byte) error {
 		if s.head.id == s.nextID { // empty: head and cursor move to the new segment
 			s.head = pos{seg: len(s.segs) - 1, off: int64(len(segHeader)), id: s.nextID}
 			s.cursor = s.head
-			s.removeDead()
+			s.removeDeadOrWarn()
 		}
 	}
 	if err := s.makeRoom(need); err != nil {
@@ -672,7 +740,9 @@ func (s *Spool) makeRoom(need int64) error {
 		}
 		old := s.segs[0]
 		if s.head.seg > 0 { // already acknowledged: just not removed yet
-			s.removeDead()
+			if err := s.removeDead(); err != nil {
+				return err
+			}
 			continue
 		}
 		entries := old.next() - s.head.id
@@ -684,7 +754,7 @@ func (s *Spool) makeRoom(need int64) error {
 				Warn("spool: full, dropping the oldest unsent batches")
 		}
 		s.head = pos{seg: 1, off: int64(len(segHeader)), id: s.segs[1].first}
-		s.removeDead()
+		s.removeDeadOrWarn()
 		if err := s.writeHead(); err != nil {
 			return err
 		}
@@ -725,7 +795,7 @@ func (s *Spool) expire(now time.Time) error {
 		if s.cursor.id < s.head.id {
 			s.cursor = s.head
 		}
-		s.removeDead()
+		s.removeDeadOrWarn()
 		s.refreshDepth()
 		return s.writeHead()
 	}
@@ -753,7 +823,7 @@ func (s *Spool) Peek() (Entry, error) {
 		if s.cursor.id < s.head.id {
 			s.cursor = s.head
 		}
-		s.removeDead()
+		s.removeDeadOrWarn()
 		s.refreshDepth()
 		if err := s.writeHead(); err != nil {
 			return Entry{}, err
@@ -852,7 +922,7 @@ func (s *Spool) Ack(id uint64) error {
 	if s.cursor.id < s.head.id {
 		s.cursor = s.head
 	}
-	s.removeDead()
+	s.removeDeadOrWarn()
 	s.refreshDepth()
 	return s.writeHead()
 }

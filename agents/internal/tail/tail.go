@@ -22,10 +22,14 @@
 //     flagged with envelope.FlagInvalidUTF8. A final "\r" is removed with
 //     the "\n".
 //   - Offsets are checkpointed only when the caller acknowledges a cursor
-//     (Ack), to a JSON file written atomically (temp file, fsync, rename,
-//     fsync of the directory). After a restart reading resumes at the
-//     acknowledged offset: lines emitted but not acknowledged are read again,
-//     nothing else.
+//     (Ack), which happens once the batch holding the lines is in the
+//     spool. The checkpoint is a two-slot file written in place (package
+//     slotfile: one pwrite per Ack, no temporary file, no rename, no fsync;
+//     an fsync about once a second from Run). After a restart or a SIGKILL
+//     reading resumes at the acknowledged offset: lines emitted but not
+//     acknowledged are read again, nothing else. After a power loss the
+//     checkpoint may be up to about a second old: those lines are read
+//     again (duplicates, never loss).
 //   - A file that vanishes, cannot be opened, or is replaced by a directory
 //     gets an error status and a log line; the other files keep going and
 //     the path is retried at every poll.
@@ -51,6 +55,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/csirt-toscana/platform/agents/internal/seq/slotfile"
 	"github.com/csirt-toscana/platform/agents/internal/source"
 	"github.com/csirt-toscana/platform/internal/envelope"
 )
@@ -184,6 +189,9 @@ type FileSource struct {
 	now  func() time.Time
 	ckpt string // checkpoint file path
 
+	// ckptSyncEvery is how often Run fsyncs a changed checkpoint.
+	ckptSyncEvery time.Duration
+
 	chunk []byte // read buffer, owned by Run
 	fpBuf []byte // fingerprint buffer, owned by Run
 
@@ -196,6 +204,8 @@ type FileSource struct {
 	paths    map[string]pathStatus // problems with configured paths
 	ran      bool
 	ckptErrs int
+	ckptF    *slotfile.File // guarded by mu
+	legacy   string         // JSON checkpoint of earlier versions, removed after the first write
 }
 
 // New builds a file source from its configuration (the registry factory).
@@ -220,24 +230,36 @@ func NewFileSource(name string, cfg Config, deps source.Deps) (*FileSource, erro
 		return nil, fmt.Errorf("file source %q: creating state directory: %w", name, err)
 	}
 	s := &FileSource{
-		name:  name,
-		cfg:   cfg,
-		log:   deps.Logger.WithFields(logrus.Fields{"source": name, "kind": Kind}),
-		now:   deps.Now,
-		ckpt:  filepath.Join(deps.StateDir, "tail-"+safeName(name)+".json"),
-		chunk: make([]byte, 64<<10),
-		fpBuf: make([]byte, cfg.FingerprintBytes),
-		files: map[fileKey]*tracked{},
-		byID:  map[uint64]*tracked{},
-		paths: map[string]pathStatus{},
+		name: name,
+		cfg:  cfg,
+		log:  deps.Logger.WithFields(logrus.Fields{"source": name, "kind": Kind}),
+		now:  deps.Now,
+		ckpt: filepath.Join(deps.StateDir, "tail-"+safeName(name)+".ckpt"),
+		// legacy: the JSON file of earlier versions.
+		legacy:        filepath.Join(deps.StateDir, "tail-"+safeName(name)+".json"),
+		ckptSyncEvery: time.Second,
+		chunk:         make([]byte, 64<<10),
+		fpBuf:         make([]byte, cfg.FingerprintBytes),
+		files:         map[fileKey]*tracked{},
+		byID:          map[uint64]*tracked{},
+		paths:         map[string]pathStatus{},
 	}
-	saved, err := loadCheckpoint(s.ckpt)
+	f, saved, err := openCheckpoint(s.ckpt, s.legacy)
 	if err != nil {
 		// A damaged checkpoint must not stop the agent: re-read (duplicates,
 		// not loss) and say so.
 		s.log.WithError(err).Error("checkpoint is unreadable; files will be read from their beginning")
 		saved = nil
+		if f == nil {
+			if rerr := os.Remove(s.ckpt); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return nil, fmt.Errorf("file source %q: removing the damaged checkpoint %s: %w", name, s.ckpt, rerr)
+			}
+			if f, _, err = slotfile.Open(s.ckpt, slotfile.Options{}); err != nil {
+				return nil, fmt.Errorf("file source %q: %w", name, err)
+			}
+		}
 	}
+	s.ckptF = f
 	s.saved = saved
 	s.savedFP = map[string]ckptEntry{}
 	for _, e := range saved {
@@ -271,10 +293,16 @@ func (s *FileSource) Run(ctx context.Context, out chan<- source.Record) error {
 	s.ran = true
 	s.mu.Unlock()
 	defer s.closeAll()
+	defer s.syncCheckpoint()
 	first := true
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
+	lastSync := s.now()
 	for {
+		if now := s.now(); now.Sub(lastSync) >= s.ckptSyncEvery || now.Before(lastSync) {
+			s.syncCheckpoint()
+			lastSync = now
+		}
 		s.scan(first)
 		first = false
 		more, err := s.readAll(ctx, out)
@@ -815,6 +843,34 @@ func (c ckptEntry) matches(f *os.File, size int64) bool {
 	return hex.EncodeToString(sum[:]) == c.FP
 }
 
+// openCheckpoint opens the checkpoint slot file at path and decodes its
+// newest slot; when path does not exist it reads the JSON file of earlier
+// versions (legacy) instead. On a decoding error the returned file is
+// still usable (it is overwritten by the next Ack); a nil file means the
+// slot file itself is damaged.
+func openCheckpoint(path, legacy string) (*slotfile.File, map[fileKey]ckptEntry, error) {
+	f, payload, err := slotfile.Open(path, slotfile.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading checkpoint: %w", err)
+	}
+	if payload == nil {
+		m, err := loadCheckpoint(legacy)
+		return f, m, err
+	}
+	m, err := decodeCheckpoint(path, payload)
+	return f, m, err
+}
+
+// syncCheckpoint makes the last checkpoint durable (fsync) when it changed.
+func (s *FileSource) syncCheckpoint() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ckptF.Sync(); err != nil {
+		s.ckptErrs++
+		s.log.WithError(err).Warn("cannot sync the checkpoint; retrying (after a power loss some lines may be read again)")
+	}
+}
+
 func loadCheckpoint(path string) (map[fileKey]ckptEntry, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -823,6 +879,10 @@ func loadCheckpoint(path string) (map[fileKey]ckptEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint %s: %w", path, err)
 	}
+	return decodeCheckpoint(path, b)
+}
+
+func decodeCheckpoint(path string, b []byte) (map[fileKey]ckptEntry, error) {
 	var c ckptFile
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("decoding checkpoint %s: %w", path, err)
@@ -860,49 +920,21 @@ func (s *FileSource) writeCheckpointLocked() error {
 		}
 	}
 	sort.Slice(c.Files, func(i, j int) bool { return c.Files[i].Path < c.Files[j].Path })
-	b, err := json.MarshalIndent(c, "", "  ")
+	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encoding checkpoint: %w", err)
 	}
-	if err := writeFileAtomic(s.ckpt, b); err != nil {
+	if err := s.ckptF.Write(b); err != nil {
 		s.ckptErrs++
 		return fmt.Errorf("file source %q: writing checkpoint: %w", s.name, err)
 	}
+	if s.legacy != "" {
+		// The slot file exists now (its creation is durable): the JSON
+		// file of earlier versions is no longer needed.
+		if err := os.Remove(s.legacy); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.WithError(err).WithField("file", s.legacy).Warn("cannot remove the old checkpoint file")
+		}
+		s.legacy = ""
+	}
 	return nil
-}
-
-// writeFileAtomic writes b to path via a temporary file, fsync, rename and
-// fsync of the directory: after a crash path holds the old or the new
-// content, never a mix.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() { _ = os.Remove(tmp) }() // no-op after the rename
-	if _, err := f.Write(b); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return err
-	}
-	return d.Close()
 }

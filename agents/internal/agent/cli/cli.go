@@ -1,5 +1,5 @@
 // Package cli is the csirt-agent command line (run, status, doctor,
-// enroll, version): flag parsing, help texts a technician understands, and
+// enroll, pcap, version): flag parsing, help texts a technician understands, and
 // exit codes. The binary's main only calls Main. See docs/agent.md.
 package cli
 
@@ -12,10 +12,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
 	"github.com/csirt-toscana/platform/agents/internal/agent"
+	"github.com/csirt-toscana/platform/agents/internal/netsum"
 	"github.com/csirt-toscana/platform/internal/enroll"
 	"github.com/csirt-toscana/platform/internal/logging"
 )
@@ -28,9 +30,11 @@ Usage:
   csirt-agent status [--format json]              is it running? what does it read? what is wrong?
   csirt-agent doctor                              check everything and say how to fix it
   csirt-agent version                             print the version
-  csirt-agent pcap FILE...                        packet summaries: not in this build (see issue 5)
+  csirt-agent pcap [--format jsonl] FILE...       summarise capture files (flows, DNS, TLS, HTTP) as JSON lines
 
-Every command takes --config FILE (default /etc/csirt-agent/agent.yml).
+Every command but pcap takes --config FILE (default /etc/csirt-agent/agent.yml).
+Packet capture on the network interface is switched on by the CSIRT's policy;
+status then shows its counters and doctor checks the interface and CAP_NET_RAW.
 
 First installation:
   sudo csirt-agent enroll --server https://intake.csirt.example:8443 --token <token from the CSIRT>
@@ -70,8 +74,7 @@ func Main(version string, args []string, stdout, stderr io.Writer) int {
 	case "enroll", "enrol":
 		return cmdEnroll(rest, stdout, stderr)
 	case "pcap":
-		fmt.Fprintln(stderr, "csirt-agent pcap: packet summaries are not in this build (see issue 5)")
-		return 1
+		return netsum.PcapMain(rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "csirt-agent: unknown command %q\n\n%s", cmd, usage)
 		return 2
@@ -134,9 +137,17 @@ func cmdRun(version string, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "csirt-agent: configuration:", err)
 		return 1
 	}
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		stopProfile, err := startCPUProfile(path)
+		if err != nil {
+			log.WithError(err).Error("cannot start the CPU profile")
+			return 1
+		}
+		defer stopProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	a, err := agent.New(agent.Options{Config: cfg, Version: version, Central: newCentral(), Logger: log})
+	a, err := agent.New(agent.Options{Config: cfg, Version: version, Central: newCentral(), Logger: log, MemoryLimit: true})
 	if err != nil {
 		log.WithError(err).Error("csirt-agent cannot start")
 		return 1
@@ -146,6 +157,22 @@ func cmdRun(version string, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// cpuProfileEnv names a file to write a CPU profile of `run` to, until
+// the agent stops (for performance work; not documented to operators).
+const cpuProfileEnv = "CSIRT_AGENT_CPUPROFILE"
+
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path) //nolint:gosec // G304: a path the developer chose
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 const statusHelp = `Usage: csirt-agent status [--format text|json] [--config FILE]

@@ -52,3 +52,18 @@ func TestCommands(t *testing.T) {
 		t.Errorf("explicit missing config: %d %q", code, errs)
 	}
 }
+
+func TestPcapCommand(t *testing.T) {
+	if code, _, errs := runCLI(t, "pcap"); code != 2 || !strings.Contains(errs, "csirt-agent pcap") {
+		t.Errorf("pcap without files: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "pcap", "--format", "csv", "x.pcap"); code != 2 || !strings.Contains(errs, "jsonl") {
+		t.Errorf("pcap --format csv: %d %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "pcap", filepath.Join(t.TempDir(), "missing.pcap")); code != 1 || !strings.Contains(errs, "missing.pcap") {
+		t.Errorf("pcap of a missing file: %d %q", code, errs)
+	}
+	if code, out, _ := runCLI(t, "--help"); code != 0 || !strings.Contains(out, "csirt-agent pcap [--format jsonl] FILE...") {
+		t.Errorf("help lacks pcap: %q", out)
+	}
+}

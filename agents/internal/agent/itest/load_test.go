@@ -20,7 +20,11 @@ import (
 	"github.com/csirt-toscana/platform/internal/policy"
 )
 
-var loadRun = flag.Bool("load", false, "run the load report (agent CPU and RSS per 1k lines/s, maximum lines/s on one core)")
+var (
+	loadRun    = flag.Bool("load", false, "run the load report (agent CPU and RSS per 1k lines/s, maximum lines/s on one core)")
+	loadOnly   = flag.Int("load.rate", 0, "measure only this rate (lines/s) and skip the backlog")
+	cpuProfile = flag.String("load.cpuprofile", "", "write a CPU profile of the agent at the first rate to this file")
+)
 
 // procStats returns the CPU time (user+system) and the peak and current
 // RSS of pid, from /proc.
@@ -99,8 +103,15 @@ func TestLoadReport(t *testing.T) {
 		t.Cleanup(func() { lf.Close() })
 		return state, logFile, &agentProc{t: t, bin: bin, cfg: cfgPath, log: lf}
 	}
-	for _, rate := range []int{1000, 5000} {
+	rates := []int{1000, 5000}
+	if *loadOnly > 0 {
+		rates = []int{*loadOnly}
+	}
+	for i, rate := range rates {
 		state, logFile, ag := setup(fmt.Sprintf("rate%d", rate))
+		if i == 0 && *cpuProfile != "" {
+			ag.env = []string{"CSIRT_AGENT_CPUPROFILE=" + *cpuProfile}
+		}
 		fh, err := os.Create(logFile)
 		if err != nil {
 			t.Fatal(err)
@@ -126,12 +137,17 @@ func TestLoadReport(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		cpuPct := float64(cpu1-cpu0) / float64(wall) * 100
+		load, _ := os.ReadFile("/proc/loadavg")
+		fmt.Printf("load: machine load average %s", load)
 		fmt.Printf("load: %d lines/s of 250 B for %s: agent CPU %.2f%% of one core (%.2f%% per 1k lines/s), RSS %.1f MB (peak %.1f MB), shipped %d of %d\n",
 			rate, wall.Round(time.Second), cpuPct, cpuPct/(float64(rate)/1000), float64(rss)/1e6, float64(hwm)/1e6, shipped(t, state), n)
 		fh.Close()
 		if err := ag.term(); err != nil {
 			t.Errorf("agent exit: %v", err)
 		}
+	}
+	if *loadOnly > 0 {
+		return
 	}
 	// Backlog: 500,000 lines already written; lines shipped per CPU second.
 	state, logFile, ag := setup("max")

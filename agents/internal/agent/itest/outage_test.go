@@ -101,11 +101,13 @@ type agentProc struct {
 	bin, cfg string
 	log      *os.File
 	cmd      *exec.Cmd
+	env      []string // extra environment
 }
 
 func (a *agentProc) start() {
 	a.t.Helper()
 	a.cmd = exec.Command(a.bin, "run", "--config", a.cfg)
+	a.cmd.Env = append(os.Environ(), a.env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
@@ -134,7 +136,7 @@ type arrival struct {
 	badSig     int
 }
 
-func consume(ctx context.Context, t testing.TB, broker string, pub *ecdsa.PublicKey, a *arrival) {
+func consume(ctx context.Context, t testing.TB, broker string, partitions int, pub *ecdsa.PublicKey, a *arrival) {
 	verifier, err := envelope.NewVerifier(pub)
 	if err != nil {
 		t.Error(err)
@@ -143,7 +145,7 @@ func consume(ctx context.Context, t testing.TB, broker string, pub *ecdsa.Public
 	// One reader per partition, without a consumer group: nothing to
 	// rebalance when the broker restarts.
 	var wg sync.WaitGroup
-	for part := range 3 {
+	for part := range partitions {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -273,88 +275,18 @@ func TestOutage200k(t *testing.T) {
 	cctx, stopConsumer := context.WithCancel(ctx)
 	var cwg sync.WaitGroup
 	cwg.Add(1)
-	go func() { defer cwg.Done(); consume(cctx, t, plain, id.Cert.PublicKey.(*ecdsa.PublicKey), arr) }()
+	go func() { defer cwg.Done(); consume(cctx, t, plain, 3, id.Cert.PublicKey.(*ecdsa.PublicKey), arr) }()
 	defer func() { stopConsumer(); cwg.Wait() }()
 
 	// The writer: 200,000 lines round-robin over 3 files in 50 s.
 	const total = 200_000
 	pad := strings.Repeat("x", 90)
-	files := make([]*os.File, 3)
-	open := func(f int) {
-		var err error
-		files[f], err = os.OpenFile(filepath.Join(logs, fmt.Sprintf("app%d.log", f)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for f := range 3 {
-		open(f)
-	}
-	written := map[string]bool{}
-	start := time.Now()
-	events := []struct {
-		at   time.Duration
-		name string
-		do   func()
-	}{
+	written, start := writeRotating(t, logs, total, 50*time.Second, []timedAction{
 		{8 * time.Second, "stop Kafka", k.stop},
 		{20 * time.Second, "SIGKILL the agent", ag.kill},
 		{23 * time.Second, "restart the agent", ag.start},
 		{38 * time.Second, "restart Kafka", k.start},
-	}
-	next := 0
-	for i := range total {
-		f := i % 3
-		switch i {
-		case 70_000: // rotation by rename of app0.log
-			files[0].Close()
-			if err := os.Rename(filepath.Join(logs, "app0.log"), filepath.Join(logs, "app0.log.1")); err != nil {
-				t.Fatal(err)
-			}
-			open(0)
-			t.Logf("%6.1fs rotated app0.log by rename", time.Since(start).Seconds())
-		case 140_000: // rotation by copytruncate of app1.log
-			src := filepath.Join(logs, "app1.log")
-			b, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(logs, "app1.log.1"), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if err := files[1].Truncate(0); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("%6.1fs rotated app1.log by copytruncate (%d bytes copied)", time.Since(start).Seconds(), len(b))
-		}
-		line := fmt.Sprintf("f%d n%07d t%s %s", f, i, time.Now().UTC().Format(time.RFC3339Nano), pad)
-		if _, err := files[f].WriteString(line + "\n"); err != nil {
-			t.Fatal(err)
-		}
-		written[line] = true
-		if i%1000 == 999 {
-			due := time.Duration(float64(i+1) / total * float64(50*time.Second))
-			for next < len(events) && time.Since(start) >= events[next].at {
-				t.Logf("%6.1fs %s (%d lines written)", time.Since(start).Seconds(), events[next].name, i+1)
-				events[next].do()
-				next++
-			}
-			if d := due - time.Since(start); d > 0 {
-				time.Sleep(d)
-			}
-		}
-	}
-	for next < len(events) {
-		if d := events[next].at - time.Since(start); d > 0 {
-			time.Sleep(d)
-		}
-		t.Logf("%6.1fs %s", time.Since(start).Seconds(), events[next].name)
-		events[next].do()
-		next++
-	}
-	for _, f := range files {
-		f.Close()
-	}
+	})
 	t.Logf("%6.1fs all %d lines written; waiting for them in Kafka", time.Since(start).Seconds(), total)
 	deadline := time.Now().Add(4 * time.Minute)
 	for arr.unique() < total && time.Now().Before(deadline) {
@@ -435,4 +367,87 @@ func TestOutage200k(t *testing.T) {
 	if last.AgentID != info.AgentID || last.Counters.LinesRead == 0 || len(last.Sources) == 0 {
 		t.Errorf("last heartbeat lacks content: %+v", last)
 	}
+}
+
+// timedAction is done once the writer is that far into the test.
+type timedAction struct {
+	at   time.Duration
+	name string
+	do   func()
+}
+
+// writeRotating writes total lines round-robin over app0.log, app1.log and
+// app2.log in logs over about span, rotating app0.log by rename at 35% and
+// app1.log by copytruncate at 70%, and runs the actions at their times. It
+// returns the lines written and when it started.
+func writeRotating(t *testing.T, logs string, total int, span time.Duration, actions []timedAction) (map[string]bool, time.Time) {
+	t.Helper()
+	pad := strings.Repeat("x", 90)
+	files := make([]*os.File, 3)
+	open := func(f int) {
+		var err error
+		files[f], err = os.OpenFile(filepath.Join(logs, fmt.Sprintf("app%d.log", f)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for f := range 3 {
+		open(f)
+	}
+	written := map[string]bool{}
+	start := time.Now()
+	next := 0
+	for i := range total {
+		f := i % 3
+		switch i {
+		case total * 35 / 100: // rotation by rename of app0.log
+			files[0].Close()
+			if err := os.Rename(filepath.Join(logs, "app0.log"), filepath.Join(logs, "app0.log.1")); err != nil {
+				t.Fatal(err)
+			}
+			open(0)
+			t.Logf("%6.1fs rotated app0.log by rename", time.Since(start).Seconds())
+		case total * 70 / 100: // rotation by copytruncate of app1.log
+			src := filepath.Join(logs, "app1.log")
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(logs, "app1.log.1"), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := files[1].Truncate(0); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%6.1fs rotated app1.log by copytruncate (%d bytes copied)", time.Since(start).Seconds(), len(b))
+		}
+		line := fmt.Sprintf("f%d n%07d t%s %s", f, i, time.Now().UTC().Format(time.RFC3339Nano), pad)
+		if _, err := files[f].WriteString(line + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		written[line] = true
+		if i%1000 == 999 {
+			due := time.Duration(float64(i+1) / float64(total) * float64(span))
+			for next < len(actions) && time.Since(start) >= actions[next].at {
+				t.Logf("%6.1fs %s (%d lines written)", time.Since(start).Seconds(), actions[next].name, i+1)
+				actions[next].do()
+				next++
+			}
+			if d := due - time.Since(start); d > 0 {
+				time.Sleep(d)
+			}
+		}
+	}
+	for next < len(actions) {
+		if d := actions[next].at - time.Since(start); d > 0 {
+			time.Sleep(d)
+		}
+		t.Logf("%6.1fs %s", time.Since(start).Seconds(), actions[next].name)
+		actions[next].do()
+		next++
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	return written, start
 }
