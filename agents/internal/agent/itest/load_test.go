@@ -24,6 +24,7 @@ var (
 	loadRun    = flag.Bool("load", false, "run the load report (agent CPU and RSS per 1k lines/s, maximum lines/s on one core)")
 	loadOnly   = flag.Int("load.rate", 0, "measure only this rate (lines/s) and skip the backlog")
 	cpuProfile = flag.String("load.cpuprofile", "", "write a CPU profile of the agent at the first rate to this file")
+	loadComp   = flag.String("load.compression", "", "transport.compression of the agent (default: the agent's default)")
 )
 
 // procStats returns the CPU time (user+system) and the peak and current
@@ -93,7 +94,11 @@ func TestLoadReport(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfgPath := filepath.Join(work, "agent.yml")
-		if err := os.WriteFile(cfgPath, []byte("state_dir: "+state+"\nlog:\n  level: warn\n"), 0o644); err != nil {
+		agentCfg := "state_dir: " + state + "\nlog:\n  level: warn\n"
+		if *loadComp != "" {
+			agentCfg += "transport:\n  compression: " + *loadComp + "\n"
+		}
+		if err := os.WriteFile(cfgPath, []byte(agentCfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		lf, err := os.Create(filepath.Join(work, "agent.log"))
