@@ -159,6 +159,7 @@ type tracked struct {
 	path string // guarded by FileSource.mu
 	f    *os.File
 	fp   fingerprint // guarded by FileSource.mu
+	head []byte      // its first bytes (at most FingerprintBytes) when found; guarded by FileSource.mu
 
 	next     int64 // offset of the next byte to read
 	lineOff  int64 // offset where the pending line starts
@@ -195,13 +196,16 @@ type FileSource struct {
 	chunk []byte // read buffer, owned by Run
 	fpBuf []byte // fingerprint buffer, owned by Run
 
-	mu       sync.Mutex
-	files    map[fileKey]*tracked // open files
-	byID     map[uint64]*tracked  // cursor origin -> file, open or closed
-	nextID   uint64
-	saved    map[fileKey]ckptEntry // checkpoint as loaded at start
-	savedFP  map[string]ckptEntry  // the same, by full fingerprint
-	paths    map[string]pathStatus // problems with configured paths
+	mu      sync.Mutex
+	files   map[fileKey]*tracked // open files
+	byID    map[uint64]*tracked  // cursor origin -> file, open or closed
+	nextID  uint64
+	saved   map[fileKey]ckptEntry // checkpoint as loaded at start
+	savedFP map[string]ckptEntry  // the same, by full fingerprint
+	paths   map[string]pathStatus // problems with configured paths
+	// young holds new files too short to be told apart from a copy that
+	// copytruncate is still making, with when they were first seen.
+	young    map[fileKey]time.Time
 	ran      bool
 	ckptErrs int
 	ckptF    *slotfile.File // guarded by mu
@@ -262,6 +266,7 @@ func NewFileSource(name string, cfg Config, deps source.Deps) (*FileSource, erro
 	s.ckptF = f
 	s.saved = saved
 	s.savedFP = map[string]ckptEntry{}
+	s.young = map[fileKey]time.Time{}
 	for _, e := range saved {
 		if e.FPLen == cfg.FingerprintBytes {
 			s.savedFP[e.FP] = e
@@ -393,6 +398,11 @@ func (s *FileSource) scan(first bool) {
 			s.log.WithFields(logrus.Fields{"path": t.path}).Info("file was renamed away or removed; reading what is left")
 		}
 	}
+	for k := range s.young {
+		if !statted[k] {
+			delete(s.young, k)
+		}
+	}
 	// Forget configured paths that no longer exist and were errors.
 	for p := range s.paths {
 		if !done[p] && hasMeta(p) {
@@ -508,13 +518,26 @@ func (s *FileSource) discover(p string, first bool, seen, statted map[fileKey]bo
 		start = c.Offset
 		how = "copy of checkpointed " + c.Path + " (copytruncate while stopped), resuming at its checkpoint"
 		delete(s.savedFP, c.FP)
+	} else if s.maybeCopyInProgress(key, f, fp.n, first) {
+		// Too short to tell from a copy copytruncate is still making
+		// (its bytes so far begin a followed file): look again at the
+		// next poll, for at most youngWait.
+		s.mu.Unlock()
+		_ = f.Close()
+		delete(seen, key)
+		return
 	} else if first && s.cfg.StartAt == "end" {
 		start = fi.Size()
 		how = "start_at end: reading new lines only"
 	}
+	delete(s.young, key)
+	head := make([]byte, fp.n)
+	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		head = nil
+	}
 	s.nextID++
 	t = &tracked{
-		id: s.nextID, key: key, path: p, f: f, fp: fp,
+		id: s.nextID, key: key, path: p, f: f, fp: fp, head: head,
 		next: start, lineOff: start, read: start, acked: start,
 		lastSize: fi.Size(), lastMod: fi.ModTime(), idleFrom: s.now(),
 		state: source.StateReading, since: s.now(),
@@ -528,6 +551,42 @@ func (s *FileSource) discover(p string, first bool, seen, statted map[fileKey]bo
 // copyOf returns the open file whose full fingerprint equals fp. s.mu is
 // held. Short fingerprints never match: identical small files would be
 // taken for copies, and reading twice is better than skipping.
+// youngWait bounds how long a short new file waits to be told apart from a
+// copy in progress.
+const youngWait = 5 * time.Second
+
+// maybeCopyInProgress reports whether a file found after the first scan,
+// shorter than a fingerprint, could still be the copy that logrotate's
+// copytruncate is making of a followed file: its bytes so far are the
+// beginning of that file (an empty file begins every file). Such a file is
+// looked at again at the next poll until it diverges, reaches a full
+// fingerprint (then copyOf decides) or has waited youngWait. Called with
+// s.mu held.
+func (s *FileSource) maybeCopyInProgress(key fileKey, f *os.File, n int, first bool) bool {
+	if first || n >= s.cfg.FingerprintBytes {
+		return false
+	}
+	now := s.now()
+	since, ok := s.young[key]
+	if !ok {
+		s.young[key] = now
+		since = now
+	}
+	if now.Sub(since) >= youngWait || now.Before(since) {
+		return false
+	}
+	head := make([]byte, n)
+	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	for _, t := range s.files {
+		if len(t.head) >= n && bytes.Equal(t.head[:n], head) && t.fp.n > n {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *FileSource) copyOf(fp fingerprint) *tracked {
 	if fp.n < s.cfg.FingerprintBytes {
 		return nil

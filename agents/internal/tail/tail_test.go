@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/csirt-toscana/platform/agents/internal/source"
 	"github.com/csirt-toscana/platform/internal/envelope"
 )
@@ -549,4 +551,70 @@ func TestCopyTruncateWhileStopped(t *testing.T) {
 	appendFile(t, log, numbered("b", 0, 5))
 	h2 := start(t, state, Config{Paths: []string{log + "*"}})
 	exactlyOnce(t, h2.wait(65), numbered("a", 60, 120), numbered("b", 0, 5))
+}
+
+// A copytruncate copy seen while it is still empty (or shorter than a
+// fingerprint) must not be read from its beginning: its lines were already
+// read from the original.
+func TestCopyTruncateCopySeenEmpty(t *testing.T) {
+	dir := t.TempDir()
+	orig := filepath.Join(dir, "app.log")
+	var want []string
+	var b strings.Builder
+	for i := range 200 {
+		l := fmt.Sprintf("line %04d of the original, long enough to fill a fingerprint", i)
+		want = append(want, l)
+		b.WriteString(l + "\n")
+	}
+	require.NoError(t, os.WriteFile(orig, []byte(b.String()), 0o644))
+	src, err := NewFileSource("t", Config{Paths: []string{filepath.Join(dir, "app.log*")}, PollInterval: 10 * time.Millisecond},
+		source.Deps{StateDir: t.TempDir()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan source.Record, 1000)
+	go func() { _ = src.Run(ctx, out) }()
+	got := map[string]int{}
+	collect := func(n int) {
+		deadline := time.After(10 * time.Second)
+		for len(got) < n {
+			select {
+			case r := <-out:
+				got[string(r.Data)]++
+				_ = src.Ack(r.Cursor)
+			case <-deadline:
+				t.Fatalf("got %d distinct lines, want %d", len(got), n)
+			}
+		}
+	}
+	collect(200)
+	// copytruncate, slowly: the copy exists empty for a few polls, then
+	// fills, then the original is truncated and gets new lines.
+	cp, err := os.Create(orig + ".1")
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	_, err = cp.WriteString(b.String())
+	require.NoError(t, err)
+	require.NoError(t, cp.Close())
+	require.NoError(t, os.Truncate(orig, 0))
+	f, err := os.OpenFile(orig, os.O_APPEND|os.O_WRONLY, 0o644)
+	require.NoError(t, err)
+	for i := range 10 {
+		l := fmt.Sprintf("line %04d after the rotation", i)
+		want = append(want, l)
+		_, err = f.WriteString(l + "\n")
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+	collect(210)
+	time.Sleep(300 * time.Millisecond) // anything re-read would arrive by now
+	for len(out) > 0 {
+		r := <-out
+		got[string(r.Data)]++
+	}
+	for _, l := range want {
+		if got[l] != 1 {
+			t.Errorf("%q arrived %d times", l, got[l])
+		}
+	}
 }
