@@ -1,0 +1,302 @@
+package correlator_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/csirt-toscana/platform/correlator"
+	"github.com/csirt-toscana/platform/internal/bus"
+	"github.com/csirt-toscana/platform/internal/finding"
+	"github.com/csirt-toscana/platform/internal/loadgen"
+	"github.com/csirt-toscana/platform/internal/store"
+	"github.com/csirt-toscana/platform/internal/store/elastic"
+	"github.com/csirt-toscana/platform/internal/testenv"
+	"github.com/csirt-toscana/platform/rules/intel"
+)
+
+// The load run is not part of ordinary test runs: it needs the real Kafka
+// and Elasticsearch and takes minutes. Run it with
+//
+//	go test ./correlator -run TestLoadRun -v -timeout 30m -args -loadrun
+var (
+	loadRun         = flag.Bool("loadrun", false, "run TestLoadRun: csirt loadgen against the correlator on real Kafka and Elasticsearch")
+	loadRunRates    = flag.String("loadrun.rates", "5000,10000,20000", "comma-separated input rates (events/s), one phase each")
+	loadRunDuration = flag.Duration("loadrun.duration", time.Minute, "how long loadgen sends at each rate")
+	loadRunEntities = flag.Int("loadrun.entities", 200, "loadgen entities")
+	loadRunIntel    = flag.Int("loadrun.indicators", 100_000, "synthetic indicators in the matcher")
+	loadRunDrain    = flag.Duration("loadrun.drain", 2*time.Minute, "how long to wait after a phase for the lag to reach 0")
+)
+
+// synthLoadIndicators makes n reproducible indicators of mixed types
+// (addresses, prefixes, domains, URLs, hashes).
+func synthLoadIndicators(t *testing.T, n int) []intel.Indicator {
+	t.Helper()
+	r := rand.New(rand.NewPCG(42, 4242)) //nolint:gosec // reproducible test data, not security
+	const digits = "0123456789abcdef"
+	hex := func(k int) string {
+		b := make([]byte, k)
+		for i := range b {
+			b[i] = digits[r.IntN(16)]
+		}
+		return string(b)
+	}
+	out := make([]intel.Indicator, 0, n)
+	for i := 0; i < n; i++ {
+		var typ intel.Type
+		var val string
+		switch p := i % 20; {
+		case p < 9:
+			typ, val = intel.IPv4, netip.AddrFrom4([4]byte{byte(2 + r.IntN(220)), byte(r.IntN(256)), byte(r.IntN(256)), byte(1 + r.IntN(254))}).String()
+		case p < 10:
+			pf, err := netip.AddrFrom4([4]byte{byte(2 + r.IntN(220)), byte(r.IntN(256)), byte(r.IntN(256)), 0}).Prefix(24 + r.IntN(6))
+			require.NoError(t, err)
+			typ, val = intel.CIDR, pf.String()
+		case p < 15:
+			typ, val = intel.Domain, fmt.Sprintf("%s%d.%s.example", hex(6), i, hex(4))
+		case p < 17:
+			typ, val = intel.URL, fmt.Sprintf("http://%s.example/%s/%d.exe", hex(8), hex(6), i)
+		default:
+			typ, val = intel.SHA256, hex(64)
+		}
+		ind, err := intel.New(typ, val, "loadrun")
+		require.NoError(t, err)
+		out = append(out, ind)
+	}
+	return out
+}
+
+type loadPhase struct {
+	rate                 float64
+	sent                 int64
+	sendTime             time.Duration
+	processed            int64
+	processTime          time.Duration
+	maxLag               int64
+	drained              bool
+	latencies            []time.Duration
+	findings, lateFinder int
+}
+
+// TestLoadRun drives the correlator (rule library + SigmaHQ rules +
+// synthetic indicators) with loadgen at fixed rates on the real Kafka and
+// Elasticsearch and prints, per rate, the achieved input rate, the
+// correlator's rate, the maximum consumer lag and the latency from event
+// write to finding searchable in the store.
+func TestLoadRun(t *testing.T) {
+	if !*loadRun {
+		t.Skip("load run not requested: pass -args -loadrun (needs real Kafka and Elasticsearch, takes minutes)")
+	}
+	kafka := testenv.Kafka(t)
+	esURL := testenv.Elasticsearch(t)
+	sigma := filepath.Join(testenv.SharedData(t), "sigma")
+	var rates []float64
+	for _, s := range strings.Split(*loadRunRates, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		require.NoError(t, err, "-loadrun.rates: want numbers such as 5000,10000")
+		rates = append(rates, r)
+	}
+	ctx := context.Background()
+	stamp := strconv.FormatInt(time.Now().UnixNano(), 36)
+
+	zero := 0
+	st, err := elastic.Open(ctx, elastic.Options{Addresses: []string{esURL}, IndexPrefix: "loadrun-" + stamp, Replicas: &zero, Logger: quiet()})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := st.Drop(ctx); err != nil {
+			t.Errorf("dropping the load-run indices: %v", err)
+		}
+		_ = st.Close()
+	})
+
+	opts := bus.Options{Brokers: []string{kafka}}
+	suffix := ".loadrun-" + stamp
+	e := struct{ events, findings, dlq, group string }{events: bus.TopicEvents + suffix, findings: bus.TopicFindings + suffix,
+		dlq: bus.TopicDLQ + suffix, group: correlator.DefaultGroup + suffix}
+	tctx, cancel := context.WithTimeout(ctx, time.Minute)
+	require.NoError(t, bus.EnsureTopics(tctx, opts, []bus.TopicSpec{{Name: e.events, Partitions: 4}, {Name: e.findings, Partitions: 1},
+		{Name: e.dlq, Partitions: 1}}))
+	cancel()
+
+	t0 := time.Now()
+	c, err := correlator.New(correlator.Options{Bus: opts, Store: st, Group: e.group, Topic: e.events, FindingsTopic: e.findings, DLQTopic: e.dlq,
+		Logger:    quiet(),
+		RulesDirs: []string{filepath.Join(sigma, "rules"), filepath.Join(sigma, "rules-emerging-threats"), filepath.Join(sigma, "rules-threat-hunting")}})
+	require.NoError(t, err)
+	sum := c.Program().Summary()
+	t.Logf("program loaded in %s: %v", time.Since(t0).Round(time.Millisecond), sum)
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(runCtx) }()
+	defer func() { stopRun(); require.NoError(t, <-runDone) }()
+	// The intel manager loads the (empty) intel collection first; the
+	// synthetic matcher replaces it afterwards and stays, as the
+	// collection does not change.
+	for deadline := time.Now().Add(time.Minute); c.Intel().Holder().Load() == nil; time.Sleep(50 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "timed out waiting for the first intel load")
+	}
+	t0 = time.Now()
+	m, err := intel.Build(synthLoadIndicators(t, *loadRunIntel), intel.MatcherOptions{})
+	require.NoError(t, err)
+	c.Intel().Holder().Store(m)
+	t.Logf("matcher of %d indicators built in %s", m.Len(), time.Since(t0).Round(time.Millisecond))
+
+	prod, err := bus.NewProducer(bus.ProducerOptions{Options: opts})
+	require.NoError(t, err)
+	defer func() { _ = prod.Close() }()
+
+	// Findings are polled from the store; the first time an id is seen is
+	// when it became searchable.
+	var mu sync.Mutex
+	seen := map[string]time.Time{}
+	var seenFindings []*finding.Finding
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		for pollCtx.Err() == nil {
+			res, err := st.Search(pollCtx, store.RegionalScope(), store.Findings, store.SearchRequest{From: time.Now().Add(-3 * time.Minute), Size: store.MaxPage})
+			now := time.Now()
+			if err == nil {
+				mu.Lock()
+				for _, d := range res.Docs {
+					if _, ok := seen[d.ID]; ok {
+						continue
+					}
+					f, err := finding.Decode(d.Source)
+					if err != nil {
+						continue
+					}
+					seen[d.ID] = now
+					seenFindings = append(seenFindings, f)
+				}
+				mu.Unlock()
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	defer func() { stopPoll(); <-pollDone }()
+
+	lag := func() (end, committed int64) {
+		ends, err := bus.EndOffsets(ctx, opts, e.events)
+		if err != nil {
+			return -1, -1
+		}
+		for _, o := range ends {
+			end += o
+		}
+		offs, err := bus.CommittedOffsets(ctx, opts, e.group, e.events)
+		if err != nil { // the group has not committed yet
+			return end, 0
+		}
+		for _, o := range offs {
+			if o > 0 {
+				committed += o
+			}
+		}
+		return end, committed
+	}
+
+	gen, err := loadgen.New(*loadRunEntities, 1)
+	require.NoError(t, err)
+	var phases []*loadPhase
+	for _, rate := range rates {
+		ph := &loadPhase{rate: rate}
+		phases = append(phases, ph)
+		_, before := lag()
+		mu.Lock()
+		nBefore := len(seenFindings)
+		mu.Unlock()
+		start := time.Now()
+		sampleCtx, stopSample := context.WithCancel(ctx)
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for sampleCtx.Err() == nil {
+				end, com := lag()
+				if end >= 0 && end-com > ph.maxLag {
+					ph.maxLag = end - com
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		}()
+		stats, err := loadgen.Run(ctx, loadgen.Options{Generator: gen, Sender: prod, Rate: rate, Duration: *loadRunDuration, EventsTopic: e.events})
+		require.NoError(t, err)
+		ph.sent, ph.sendTime = stats.Sent, stats.Elapsed
+		require.Zero(t, stats.Errors, "produce calls failed")
+		// Drain: wait for the correlator to commit everything sent.
+		deadline := time.Now().Add(*loadRunDrain)
+		for time.Now().Before(deadline) {
+			end, com := lag()
+			if end >= 0 && com >= end {
+				ph.drained = true
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		stopSample()
+		<-sampled
+		_, after := lag()
+		ph.processed, ph.processTime = after-before, time.Since(start)
+		time.Sleep(2 * time.Second) // the last findings become searchable
+		mu.Lock()
+		for _, f := range seenFindings[nBefore:] {
+			if f.Time.Before(start) {
+				ph.lateFinder++ // raised from an earlier phase's events
+				continue
+			}
+			ph.latencies = append(ph.latencies, seen[f.ID].Sub(f.Time))
+		}
+		ph.findings = len(seenFindings) - nBefore
+		byRule := map[string]int{}
+		for _, f := range seenFindings[nBefore:] {
+			byRule[string(f.Kind)+" "+f.RuleName]++
+		}
+		t.Logf("findings by rule at %.0f/s: %v", rate, byRule)
+		mu.Unlock()
+		slices.Sort(ph.latencies)
+		t.Logf("rate %.0f/s: sent %d in %s (%.0f/s); correlator %d events in %s (%.0f/s, drained=%v); max lag %d; findings %d (%d from earlier events); latency p50 %s p99 %s max %s",
+			rate, ph.sent, ph.sendTime.Round(time.Millisecond), float64(ph.sent)/ph.sendTime.Seconds(),
+			ph.processed, ph.processTime.Round(time.Millisecond), float64(ph.processed)/ph.processTime.Seconds(), ph.drained,
+			ph.maxLag, ph.findings, ph.lateFinder, pct(ph.latencies, 0.50), pct(ph.latencies, 0.99), pct(ph.latencies, 1))
+	}
+	fmt.Println("rate/s  sent/s  correlator/s  drained  max_lag  findings  p50  p99")
+	for _, ph := range phases {
+		fmt.Printf("%.0f  %.0f  %.0f  %v  %d  %d  %s  %s\n", ph.rate, float64(ph.sent)/ph.sendTime.Seconds(),
+			float64(ph.processed)/ph.processTime.Seconds(), ph.drained, ph.maxLag, len(ph.latencies),
+			pct(ph.latencies, 0.50), pct(ph.latencies, 0.99))
+	}
+	for _, ph := range phases {
+		require.Positive(t, ph.processed, "the correlator consumed nothing at %.0f/s", ph.rate)
+	}
+}
+
+func quiet() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetLevel(logrus.WarnLevel)
+	return l
+}
+
+// pct returns the q quantile of sorted durations (0 when empty).
+func pct(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(sorted)-1))
+	return sorted[i].Round(time.Millisecond)
+}
