@@ -28,6 +28,18 @@ const (
 // InCI reports whether the tests run in CI (CI=true).
 func InCI() bool { return os.Getenv("CI") == "true" }
 
+// Unavailable stops a test whose real prerequisite (a program, root, a
+// capability, libpcap) is missing: it fails under CI=true, where
+// deploy/dev/test provides everything, and skips elsewhere. msg says what
+// is missing and how to get it.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if InCI() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
 func missing(t testing.TB, what string) {
 	t.Helper()
 	msg := what + " is not available: start it with `deploy/dev/services up` and `eval $(deploy/dev/services env)`"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/csirt-toscana/platform/agents/internal/netsum"
 	"github.com/csirt-toscana/platform/internal/policy"
+	"github.com/csirt-toscana/platform/internal/testenv"
 )
 
 // dnsQuery builds a DNS message for name, type A: a query, or the
@@ -44,17 +46,17 @@ func capturePolicy(base policy.Policy, on bool, addr string) policy.Policy {
 // it off removes it without a restart. It needs CAP_NET_RAW and libpcap.
 func TestCaptureFromPolicy(t *testing.T) {
 	if !netsum.LiveCaptureAvailable {
-		t.Skip("built without cgo: no live capture")
+		testenv.Unavailable(t, "built without cgo: no live capture")
 	}
 	if mask, err := procCapEff(); err != nil || mask&capNetRaw == 0 {
-		t.Skip("needs CAP_NET_RAW")
+		testenv.Unavailable(t, "needs CAP_NET_RAW (run the tests as root)")
 	}
 	// A DNS server on a loopback address of its own, so the capture
 	// filter sees only this test's packets.
 	const addr = "127.0.0.77"
 	srv, err := net.ListenPacket("udp", addr+":53")
 	if err != nil {
-		t.Skipf("cannot listen on %s:53: %v", addr, err)
+		testenv.Unavailable(t, fmt.Sprintf("cannot listen on %s:53: %v", addr, err))
 	}
 	defer srv.Close()
 	go func() {

@@ -29,7 +29,7 @@ import (
 // its fields.
 func TestLiveCaptureToKafka(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
-		t.Skip("needs curl")
+		testenv.Unavailable(t, "needs curl (deploy/dev/packages installs it)")
 	}
 	brokers := testenv.Kafka(t)
 	lab := newNetnsLab(t)

@@ -15,6 +15,7 @@ import (
 	"github.com/csirt-toscana/platform/agents/internal/source"
 	"github.com/csirt-toscana/platform/internal/envelope"
 	"github.com/csirt-toscana/platform/internal/event"
+	"github.com/csirt-toscana/platform/internal/testenv"
 )
 
 // netnsLab is a network namespace joined to the root namespace by a veth
@@ -37,14 +38,14 @@ func run(t testing.TB, name string, args ...string) string {
 func newNetnsLab(t testing.TB) *netnsLab {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("the live capture test needs root (network namespaces)")
+		testenv.Unavailable(t, "the live capture test needs root (network namespaces)")
 	}
 	if !LiveCaptureAvailable {
-		t.Skip("this build has no live capture (built without cgo)")
+		testenv.Unavailable(t, "this build has no live capture (built without cgo)")
 	}
 	for _, tool := range []string{"ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the live capture test needs %s", tool)
+			testenv.Unavailable(t, "the live capture test needs "+tool+" (deploy/dev/packages installs it)")
 		}
 	}
 	n := os.Getpid()%200 + 20
@@ -115,7 +116,7 @@ func serveDNS(t *testing.T, addr string) {
 func TestLiveCapture(t *testing.T) {
 	for _, tool := range []string{"curl", "dig"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("the live capture test needs %s", tool)
+			testenv.Unavailable(t, "the live capture test needs "+tool+" (deploy/dev/packages installs it)")
 		}
 	}
 	lab := newNetnsLab(t)
