@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,69 +19,19 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/csirt-toscana/platform/collector/eventsink"
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/event"
 	"github.com/csirt-toscana/platform/internal/store"
 	"github.com/csirt-toscana/platform/internal/testenv"
 )
 
-// realSink is the collector's output path as the lead wires it: each event
-// to a Kafka topic keyed by its entity, and to the store's events
-// collection under that tenant; Publish returns once both are durable.
+// realSink is the collector's output path as csirt serve wires it
+// (collector/eventsink) on a private topic, with helpers to read it back.
 type realSink struct {
-	prod    *bus.Producer
-	topic   string
-	st      store.Store
-	mu      sync.Mutex
-	writers map[string]store.BulkWriter
-}
-
-func (s *realSink) Publish(ctx context.Context, evs []event.Event) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	msgs := make([]bus.Message, 0, len(evs))
-	docs := make([]store.Doc, 0, len(evs))
-	for _, e := range evs {
-		js, err := e.MarshalJSON()
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, bus.Message{Topic: s.topic, Key: []byte(e.Org()), Value: js,
-			Headers: []bus.Header{{Key: bus.HeaderSchema, Value: []byte(event.SchemaVersion)}}})
-		docs = append(docs, store.Doc{ID: e.ID(), Tenant: e.Org(), Source: js})
-	}
-	if err := s.prod.Produce(ctx, msgs...); err != nil {
-		return err
-	}
-	touched := map[string]store.BulkWriter{}
-	for _, d := range docs {
-		w, ok := s.writers[d.Tenant]
-		if !ok {
-			var err error
-			if w, err = s.st.Bulk(store.TenantScope(d.Tenant), store.Events, store.BulkOptions{}); err != nil {
-				return err
-			}
-			s.writers[d.Tenant] = w
-		}
-		if err := w.Add(ctx, d); err != nil {
-			return err
-		}
-		touched[d.Tenant] = w
-	}
-	for _, w := range touched {
-		if err := w.Flush(ctx); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *realSink) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, w := range s.writers {
-		_ = w.Close(context.Background())
-	}
+	*eventsink.Sink
+	topic string
+	st    store.Store
 }
 
 // newRealSink makes a unique topic on the real Kafka and a SQLite store.
@@ -107,8 +56,9 @@ func newRealSink(t *testing.T) (*realSink, bus.Options) {
 	prod, err := bus.NewProducer(bus.ProducerOptions{Options: opts, BatchTimeout: 2 * time.Millisecond})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = prod.Close() })
-	s := &realSink{prod: prod, topic: topic, st: newStore(t), writers: map[string]store.BulkWriter{}}
-	t.Cleanup(s.close)
+	st := newStore(t)
+	s := &realSink{Sink: eventsink.New(prod, topic, st), topic: topic, st: st}
+	t.Cleanup(s.Close)
 	return s, opts
 }
 
@@ -167,10 +117,7 @@ func needProgram(t *testing.T, name string) string {
 	p, err := exec.LookPath(name)
 	if err != nil {
 		msg := name + " is not installed: run deploy/dev/packages"
-		if testenv.InCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Unavailable(t, msg)
 	}
 	return p
 }
@@ -234,10 +181,7 @@ func TestRsyslogTLS(t *testing.T) {
 	rsyslogd := needProgram(t, "rsyslogd")
 	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"); err != nil {
 		if _, err2 := os.Stat("/usr/lib/rsyslog/lmnsd_gtls.so"); err2 != nil {
-			if testenv.InCI() {
-				t.Fatal("rsyslog-gnutls is not installed: run deploy/dev/packages")
-			}
-			t.Skip("rsyslog-gnutls is not installed: run deploy/dev/packages")
+			testenv.Unavailable(t, "rsyslog-gnutls is not installed: run deploy/dev/packages")
 		}
 	}
 	sink, busOpts := newRealSink(t)
