@@ -81,6 +81,12 @@ func (s *Stage) Run(ctx context.Context, src Source, dlq DeadLetters, ro RunOpti
 			defer dcancel()
 		}
 		if err := s.handle(wctx, src, dlq, batch); err != nil {
+			if ctx.Err() != nil {
+				// Stopped in the middle of the batch: nothing of it was
+				// committed, and its writes are idempotent when it is
+				// delivered again.
+				return nil
+			}
 			return err
 		}
 		if ctx.Err() != nil {
