@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -515,6 +516,7 @@ func (a *Agent) stopGeneration(g *generation) {
 	}
 	g.cancel()
 	<-g.done
+	closeSources(g.sources, a.log)
 	a.mu.Lock()
 	for _, b := range g.batchers {
 		addBatcher(&a.base, b.Stats())
@@ -716,20 +718,44 @@ func (a *Agent) ApplyPolicy(ctx context.Context, p policy.Policy) error {
 	return nil
 }
 
-// buildSourcesDry validates source configurations without side effects
-// beyond what a factory does (creating the checkpoint directory).
+// closeSources closes the sources that hold state files (io.Closer).
+func closeSources(srcs []namedSource, log logrus.FieldLogger) {
+	for _, ns := range srcs {
+		if c, ok := ns.src.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				log.WithField("source", ns.name).WithError(err).Warn("closing the source failed (after a power loss some lines may be read again)")
+			}
+		}
+	}
+}
+
+// buildSourcesDry validates source configurations. The sources are built
+// in a scratch state directory and closed: the running sources' checkpoints
+// are not opened twice (a second opener could remove a checkpoint being
+// created, and the source would then re-read its files).
 func (a *Agent) buildSourcesDry(p policy.Policy) ([]namedSource, map[string]error) {
 	errs := map[string]error{}
-	deps := source.Deps{Logger: a.log, StateDir: filepath.Join(a.cfg.StateDir, CheckpointDir), Now: a.now}
+	scratch, err := os.MkdirTemp(a.cfg.StateDir, "policy-check-")
+	if err != nil {
+		errs["state"] = fmt.Errorf("cannot create a scratch directory to check the policy: %w", err)
+		return nil, errs
+	}
+	defer func() { _ = os.RemoveAll(scratch) }()
+	deps := source.Deps{Logger: a.log, StateDir: scratch, Now: a.now}
+	var built []namedSource
 	for _, s := range p.Sources {
 		cfg := []byte(s.Config)
 		if len(cfg) == 0 {
 			cfg = []byte("{}")
 		}
-		if _, err := source.Default.New(s.Kind, s.Name, source.StrictYAML(cfg), deps); err != nil {
+		src, err := source.Default.New(s.Kind, s.Name, source.StrictYAML(cfg), deps)
+		if err != nil {
 			errs[s.Name] = err
+			continue
 		}
+		built = append(built, namedSource{name: s.Name, kind: s.Kind, src: src})
 	}
+	closeSources(built, a.log)
 	if p.Capture.Enabled {
 		if _, err := a.newCapture(p); err != nil {
 			errs[CaptureSource] = err

@@ -346,6 +346,48 @@ func TestPolicyAppliedWithoutRestart(t *testing.T) {
 	f.kafka.mu.Unlock()
 }
 
+// TestPolicyCheckLeavesCheckpointsAlone: checking a new policy builds its
+// sources elsewhere. It once opened the running sources' checkpoint files,
+// and opening one removes the temporary file of a first checkpoint write in
+// progress: that write failed and the next generation re-read the lines
+// (seen in CI as lines arriving twice across a reload).
+func TestPolicyCheckLeavesCheckpointsAlone(t *testing.T) {
+	f := newFixture(t, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	a := f.agent(nil)
+	dir := filepath.Join(f.state, CheckpointDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// What a running file source leaves while it creates its checkpoint.
+	inProgress := filepath.Join(dir, "tail-one.ckpt.tmp-123")
+	if err := os.WriteFile(inProgress, []byte("being written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := policy.Policy{Sources: []policy.Source{fileSource("one", filepath.Join(f.logs, "one.log"))}}
+	p.Normalize()
+	if _, errs := a.buildSourcesDry(p); len(errs) != 0 {
+		t.Fatalf("valid policy refused: %v", errs)
+	}
+	if _, err := os.Stat(inProgress); err != nil {
+		t.Errorf("checking a policy touched the running source's checkpoint: %v", err)
+	}
+	left, err := os.ReadDir(f.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		if strings.HasPrefix(e.Name(), "policy-check-") {
+			t.Errorf("scratch directory %s left behind", e.Name())
+		}
+	}
+	// A broken source is still reported.
+	bad := policy.Policy{Sources: []policy.Source{{Name: "x", Kind: "file", Config: json.RawMessage(`{"paths":["/a"],"bogus":1}`)}}}
+	bad.Normalize()
+	if _, errs := a.buildSourcesDry(bad); errs["x"] == nil {
+		t.Error("a source with an unknown key passed the check")
+	}
+}
+
 func mustLoad(t *testing.T, dir string) *identity.Identity {
 	id, err := identity.Load(dir)
 	if err != nil {

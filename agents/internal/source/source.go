@@ -84,6 +84,10 @@ type Source interface {
 	Status() []Status
 }
 
+// A source holding state files beyond Run (a checkpoint) also implements
+// io.Closer: the agent calls Close once Run returned and the last Ack was
+// made, before a source of the same name is built again.
+
 // Deps are what the agent gives every source.
 type Deps struct {
 	Logger   logrus.FieldLogger // default: discard

@@ -208,7 +208,7 @@ type FileSource struct {
 	young    map[fileKey]time.Time
 	ran      bool
 	ckptErrs int
-	ckptF    *slotfile.File // guarded by mu
+	ckptF    *slotfile.File // guarded by mu; nil after Close
 	legacy   string         // JSON checkpoint of earlier versions, removed after the first write
 }
 
@@ -837,10 +837,31 @@ func (s *FileSource) closeAll() {
 	}
 }
 
+// Close makes the checkpoint durable and releases it. The agent calls it
+// once Run returned and the last Ack was made: two sources must not hold
+// the same checkpoint file open (see package slotfile). Acks after Close
+// fail.
+func (s *FileSource) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ckptF == nil {
+		return nil
+	}
+	err := s.ckptF.Close()
+	s.ckptF = nil
+	if err != nil {
+		return fmt.Errorf("file source %q: closing the checkpoint: %w", s.name, err)
+	}
+	return nil
+}
+
 // Ack checkpoints the acknowledged offsets.
 func (s *FileSource) Ack(cursors ...source.Cursor) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ckptF == nil {
+		return fmt.Errorf("file source %q: acknowledgement after Close", s.name)
+	}
 	changed := false
 	for _, c := range cursors {
 		t, ok := s.byID[c.Origin]
@@ -924,6 +945,9 @@ func openCheckpoint(path, legacy string) (*slotfile.File, map[fileKey]ckptEntry,
 func (s *FileSource) syncCheckpoint() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ckptF == nil {
+		return
+	}
 	if err := s.ckptF.Sync(); err != nil {
 		s.ckptErrs++
 		s.log.WithError(err).Warn("cannot sync the checkpoint; retrying (after a power loss some lines may be read again)")

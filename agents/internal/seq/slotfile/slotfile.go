@@ -29,6 +29,12 @@
 // before anything is written, so what it read is durable. A payload that
 // does not fit in a slot makes Write rewrite the whole file with bigger
 // slots through a temporary file, fsync and rename (rare).
+//
+// A path is open in at most one File at a time: Open removes the temporary
+// files of rewrites it takes for interrupted, so a second opener would
+// break a rewrite in progress. The agent's state-directory lock keeps other
+// processes out; inside the agent, the owner closes a File before the path
+// is opened again.
 package slotfile
 
 import (
