@@ -228,13 +228,12 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		cancel()
 		switch {
 		case ctx.Err() != nil:
-			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.DrainTimeout)
-			defer dcancel()
-			err := p.checkpoint(dctx)
-			p.flushActivity(dctx, true)
-			return err
+			return p.drain(ctx)
 		case ferr != nil && timedOut:
 			if err := p.checkpoint(ctx); err != nil {
+				if ctx.Err() != nil {
+					return p.drain(ctx)
+				}
 				return err
 			}
 			continue
@@ -250,10 +249,25 @@ func (p *Pipeline) Run(ctx context.Context) (err error) {
 		p.pending = append(p.pending, msg)
 		if len(p.pending) >= p.o.MaxPending || time.Since(p.since) >= p.o.FlushInterval {
 			if err := p.checkpoint(ctx); err != nil {
+				if ctx.Err() != nil {
+					return p.drain(ctx)
+				}
 				return err
 			}
 		}
 	}
+}
+
+// drain finishes on cancellation: what was handled is made durable and
+// committed within DrainTimeout, also when the cancellation interrupted a
+// checkpoint (its writes are idempotent and the store writers keep what
+// they had not sent).
+func (p *Pipeline) drain(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.DrainTimeout)
+	defer cancel()
+	err := p.checkpoint(dctx)
+	p.flushActivity(dctx, true)
+	return err
 }
 
 // checkpoint makes everything handled durable, then commits it.
