@@ -442,9 +442,10 @@ func (s *Server) accept(ctx context.Context, ln net.Listener, tr string, wg *syn
 		select {
 		case s.slots <- struct{}{}:
 		default:
-			_ = c.Close()
+			// Count before closing: whoever sees the close may read the metric.
 			s.m.connsRefused.WithLabelValues(tr).Inc()
 			s.refused.Add(1)
+			_ = c.Close()
 			if now := s.o.Now().UnixNano(); now-s.refLog.Load() >= int64(logEvery) {
 				s.refLog.Store(now)
 				s.log.WithFields(logrus.Fields{"transport": tr, "max_connections": s.o.MaxConnections, "refused": s.refused.Swap(0)}).
