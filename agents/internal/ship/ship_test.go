@@ -3,6 +3,7 @@ package ship
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,23 +112,25 @@ func TestBrokerDownThenUp(t *testing.T) {
 	t.Logf("after restart: %+v; %d records arrived, %d duplicates", a.pipe.Stats(), got.records, got.duplicates)
 }
 
-// crashingProducer lets the real producer write the crashAt-th call, then
-// "crashes" the agent before the spool Ack: it remembers the batches of
-// that call, cancels the run and reports an error.
+// crashingProducer, once armed, lets the real producer write the next
+// call, then "crashes" the agent before the spool Ack: it remembers the
+// batches of that call, cancels the run and reports an error. (Arming
+// after some progress, rather than counting calls, keeps the crash in the
+// middle of the stream however many batches the shipper puts in a call.)
 type crashingProducer struct {
 	Producer
-	crashAt int
-	cancel  context.CancelFunc
+	cancel context.CancelFunc
+	armed  atomic.Bool
 
 	mu      sync.Mutex
-	calls   int
+	crashed bool
 	inCrash map[seqKey]bool // (stream, first seq) of the batches written, never acknowledged
 }
 
 func (p *crashingProducer) Produce(ctx context.Context, msgs ...bus.Message) error {
 	p.mu.Lock()
-	p.calls++
-	crash := p.calls == p.crashAt
+	crash := p.armed.Load() && !p.crashed
+	p.crashed = p.crashed || crash
 	p.mu.Unlock()
 	if err := p.Producer.Produce(ctx, msgs...); err != nil || !crash {
 		return err
@@ -155,12 +158,15 @@ func TestRestartMidStream(t *testing.T) {
 	r := newRig(t, bus.Options{Brokers: []string{b.Addr()}})
 	streams := streamNames(3)
 	src := newFakeSource(streams, nil)
-	crash := &crashingProducer{crashAt: 5, inCrash: map[seqKey]bool{}}
+	crash := &crashingProducer{inCrash: map[seqKey]bool{}}
 	a := r.start(src, func(p Producer, cancel context.CancelFunc) Producer {
 		crash.Producer, crash.cancel = p, cancel
 		return crash
 	})
-	src.Emit(3000)
+	src.Emit(1500)
+	waitFor(t, time.Minute, "a first send", func() bool { return a.pipe.Stats().LinesShipped > 0 })
+	crash.armed.Store(true)
+	src.Emit(1500)
 	select {
 	case err := <-a.done:
 		require.NoError(t, err)
