@@ -18,6 +18,7 @@ import (
 	"github.com/csirt-toscana/platform/agents/internal/identity"
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/policy"
+	"github.com/csirt-toscana/platform/internal/testenv"
 )
 
 var (
@@ -75,10 +76,10 @@ func TestLoadReport(t *testing.T) {
 		t.Skip("run with -load")
 	}
 	ca := agenttest.DevCA(t)
-	k := startPrivateKafka(t)
+	k := testenv.StartPrivateKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: []string{fmt.Sprintf("127.0.0.1:%d", k.plain)}}, []bus.TopicSpec{{Name: bus.TopicRaw, Partitions: 3}}); err != nil {
+	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: []string{k.PlainAddr()}}, []bus.TopicSpec{{Name: bus.TopicRaw, Partitions: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	bin := buildAgent(t)
@@ -86,7 +87,7 @@ func TestLoadReport(t *testing.T) {
 	setup := func(name string) (state, logFile string, ag *agentProc) {
 		work := filepath.Join(t.TempDir(), name)
 		state, logFile = filepath.Join(work, "state"), filepath.Join(work, "app.log")
-		ca.Mint(t, state, identity.Info{AgentID: "load-" + name, EntityID: "comune-load", KafkaBootstrap: []string{fmt.Sprintf("127.0.0.1:%d", k.tls)}}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+		ca.Mint(t, state, identity.Info{AgentID: "load-" + name, EntityID: "comune-load", KafkaBootstrap: []string{k.TLSAddr()}}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
 		cfg, _ := json.Marshal(map[string]any{"paths": []string{logFile}})
 		pol := policy.Policy{Sources: []policy.Source{{Name: "app", Kind: "file", Config: cfg}}}
 		pol.Normalize()

@@ -5,11 +5,9 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -25,75 +23,11 @@ import (
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/envelope"
 	"github.com/csirt-toscana/platform/internal/policy"
+	"github.com/csirt-toscana/platform/internal/testenv"
 )
 
-func repoRoot(t testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", "..", ".."))
-}
-
-// buildAgent builds the real cmd/csirt-agent binary once per test.
-func buildAgent(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "csirt-agent")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/csirt-agent")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building csirt-agent: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freePorts(t testing.TB, n int) []int {
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-// privateKafka is a throwaway broker run by deploy/dev/services kafka-private.
-type privateKafka struct {
-	t                testing.TB
-	script, dir      string
-	plain, tls, ctrl int
-}
-
-func startPrivateKafka(t testing.TB) *privateKafka {
-	t.Helper()
-	p := freePorts(t, 3)
-	dir, err := os.MkdirTemp("", "csirt-agent-kafka-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &privateKafka{t: t, script: filepath.Join(repoRoot(t), "deploy", "dev", "services"), dir: dir, plain: p[0], tls: p[1], ctrl: p[2]}
-	k.run("start", dir, fmt.Sprint(p[0]), fmt.Sprint(p[1]), fmt.Sprint(p[2]))
-	t.Cleanup(func() {
-		k.run("stop", dir)
-		os.RemoveAll(dir)
-	})
-	return k
-}
-
-func (k *privateKafka) run(args ...string) {
-	k.t.Helper()
-	cmd := exec.Command(k.script, append([]string{"kafka-private"}, args...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		k.t.Fatalf("services kafka-private %v: %v\n%s", args, err, out)
-	}
-}
-
-func (k *privateKafka) start() { k.run("start", k.dir) }
-func (k *privateKafka) stop()  { k.run("stop", k.dir) }
+// buildAgent builds the real cmd/csirt-agent binary.
+func buildAgent(t testing.TB) string { return testenv.Build(t, "csirt-agent") }
 
 // agentProc runs the built binary.
 type agentProc struct {
@@ -219,10 +153,10 @@ func TestOutage200k(t *testing.T) {
 		t.Skip("the outage test takes about two minutes")
 	}
 	ca := agenttest.DevCA(t) // skips (or fails in CI) without the dev services
-	k := startPrivateKafka(t)
+	k := testenv.StartPrivateKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	plain := fmt.Sprintf("127.0.0.1:%d", k.plain)
+	plain := k.PlainAddr()
 	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: []string{plain}}, []bus.TopicSpec{{Name: bus.TopicRaw, Partitions: 3}}); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +166,7 @@ func TestOutage200k(t *testing.T) {
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	info := identity.Info{AgentID: "it-outage-agent", EntityID: "comune-di-prova", KafkaBootstrap: []string{fmt.Sprintf("127.0.0.1:%d", k.tls)}}
+	info := identity.Info{AgentID: "it-outage-agent", EntityID: "comune-di-prova", KafkaBootstrap: []string{k.TLSAddr()}}
 	ca.Mint(t, state, info, time.Now().Add(-time.Hour), time.Now().Add(30*24*time.Hour))
 	pol := policy.Policy{HeartbeatInterval: policy.Duration(5 * time.Second)}
 	for f := range 3 {
@@ -282,10 +216,10 @@ func TestOutage200k(t *testing.T) {
 	const total = 200_000
 	pad := strings.Repeat("x", 90)
 	written, start := writeRotating(t, logs, total, 50*time.Second, []timedAction{
-		{8 * time.Second, "stop Kafka", k.stop},
+		{8 * time.Second, "stop Kafka", k.Stop},
 		{20 * time.Second, "SIGKILL the agent", ag.kill},
 		{23 * time.Second, "restart the agent", ag.start},
-		{38 * time.Second, "restart Kafka", k.start},
+		{38 * time.Second, "restart Kafka", k.Start},
 	})
 	t.Logf("%6.1fs all %d lines written; waiting for them in Kafka", time.Since(start).Seconds(), total)
 	deadline := time.Now().Add(4 * time.Minute)

@@ -22,19 +22,11 @@ import (
 	"github.com/csirt-toscana/platform/agents/internal/identity"
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/policy"
+	"github.com/csirt-toscana/platform/internal/testenv"
 )
 
 // buildCsirt builds the real cmd/csirt binary.
-func buildCsirt(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "csirt")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/csirt")
-	cmd.Dir = repoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building csirt: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildCsirt(t testing.TB) string { return testenv.Build(t, "csirt") }
 
 // serveNode is a `csirt serve` single node on free ports and its own data
 // directory; it can be stopped and started again on the same data.
@@ -51,7 +43,7 @@ type serveNode struct {
 func startServe(t testing.TB, bin string) *serveNode {
 	t.Helper()
 	dir := t.TempDir()
-	p := freePorts(t, 3)
+	p := testenv.FreePorts(t, 3)
 	n := &serveNode{t: t, bin: bin, cfg: filepath.Join(dir, "csirt.yml"), data: filepath.Join(dir, "data"),
 		http: fmt.Sprintf("127.0.0.1:%d", p[0]), intake: fmt.Sprintf("127.0.0.1:%d", p[1]), broker: fmt.Sprintf("127.0.0.1:%d", p[2])}
 	cfg := fmt.Sprintf("data_dir: %s\nhttp:\n  listen: %s\nintake:\n  listen: %s\nbus:\n  embedded:\n    listen: %s\nlog:\n  level: warn\n", n.data, n.http, n.intake, n.broker)
