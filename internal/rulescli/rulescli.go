@@ -115,7 +115,7 @@ func lint(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	unmapped := 0
+	unmapped, unevaluated := 0, 0
 	files, err := ruleFiles(fl.Args(), func(n string) bool { return sigma.IsRuleFile(n) && !ruletest.IsTestFile(n) })
 	if err != nil {
 		fmt.Fprintf(stderr, "csirt rules lint: %v\n", err)
@@ -165,6 +165,19 @@ func lint(args []string, stdout, stderr io.Writer) int {
 				unmapped++
 				fmt.Fprintf(stdout, "note %s %s: logsource product=%q category=%q service=%q is not routed by mapping %s\n",
 					where, r.Ref(), r.LogSource.Product, r.LogSource.Category, r.LogSource.Service, m.Name)
+			} else if m != nil && !m.Passthrough {
+				b, err := engine.CompileRules([]*sigma.Rule{r}, nil, engine.Options{Mapping: m})
+				if err != nil {
+					errs++
+					fmt.Fprintf(stdout, "error %v\n", err)
+					continue
+				}
+				for _, cn := range b.ClosedNotes() {
+					fmt.Fprintf(stdout, "note %s %s: %s\n", where, r.Ref(), cn.Reason)
+				}
+				if len(b.Rules()) == 0 {
+					unevaluated++
+				}
 			}
 		}
 		for _, fi := range pf.Filters {
@@ -196,6 +209,7 @@ func lint(args []string, stdout, stderr io.Writer) int {
 	}
 	if m != nil {
 		fmt.Fprintf(stdout, "note: %d supported rules are not routed by mapping %s\n", unmapped, m.Name)
+		fmt.Fprintf(stdout, "note: %d supported rules are routed but never evaluated by mapping %s: they test fields its datasets never carry\n", unevaluated, m.Name)
 	}
 	fmt.Fprintf(stdout, "rules: %d supported: %d unsupported: %d errors: %d\n", n, sup, unsup, errs)
 	if errs > 0 {

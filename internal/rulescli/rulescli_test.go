@@ -38,6 +38,19 @@ func TestLintSharedSigmaHQ(t *testing.T) {
 		t.Errorf("last line %q", got)
 	}
 	t.Logf("SigmaHQ (DRL 1.1): %s", lastLine(out))
+
+	// With the default mapping, rules testing fields our network summaries
+	// never carry are named.
+	code, out, errs = run(t, "lint", "-q", "--mapping", "default", filepath.Join(dir, "sigma/rules/network/zeek"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, lastLine(out), errs)
+	}
+	if !strings.Contains(out, `field "Z" (mapped to "Z") is not produced by dataset dns: the rule could never test it`) {
+		t.Errorf("the Zeek DNS Z-flag rule is not reported as never evaluated:\n%s", out)
+	}
+	if !strings.Contains(out, "note: 3 supported rules are routed but never evaluated by mapping default") {
+		t.Errorf("summary of never evaluated rules missing:\n%s", out)
+	}
 }
 
 func TestLintSpecSchemaDocuments(t *testing.T) {

@@ -57,6 +57,7 @@ type Bundle struct {
 	routes  map[string]*route // by event.dataset
 	all     *route            // passthrough mapping: every event
 	skipped []Skipped
+	notes   []ClosedNote // rules naming fields a closed dataset never carries
 	filters []*sigma.Filter
 	unknown bool
 }
@@ -66,6 +67,12 @@ func (b *Bundle) Rules() []*sigma.Rule { return b.rules }
 
 // Skipped returns the rules that are not evaluated, with the reason.
 func (b *Bundle) Skipped() []Skipped { return b.skipped }
+
+// ClosedNotes returns, per rule and closed dataset (mapping.Target.Closed),
+// the rules that name a field the dataset never carries: whether the rule
+// is evaluated there anyway (on its other tests) or not, and why. A rule
+// evaluated on none of its datasets is also in Skipped.
+func (b *Bundle) ClosedNotes() []ClosedNote { return b.notes }
 
 // Filters returns the meta-filters applied as suppressions.
 func (b *Bundle) Filters() []*sigma.Filter { return b.filters }
@@ -185,15 +192,53 @@ func CompileRules(rules []*sigma.Rule, filters []*sigma.Filter, opts Options) (*
 				continue
 			}
 		}
-		idx := int32(len(b.rules))
-		b.rules = append(b.rules, r)
+		var applied []*sigma.Filter
+		for _, f := range b.filters {
+			if filterApplies(f, r) {
+				applied = append(applied, f)
+			}
+		}
 		tmpl := Match{RuleID: r.ID, Name: r.Name, Title: r.Title, Level: r.Level, Tags: r.Tags, Rule: r}
+		type compiled struct {
+			ds   string
+			e    entry
+			lits []lit
+		}
+		var kept []compiled
+		var reasons []string
+		var firstAbsent *absentField
 		for ti := range targets {
 			t := &targets[ti]
-			c := &compiler{b: b, t: t}
+			c := &compiler{b: b, t: t, closed: !m.Passthrough && t.Closed}
 			expr, err := c.detection(r.Detection)
 			if err != nil {
 				return nil, &CompileError{File: r.File, Line: r.Detection.Pos.Line, Col: r.Detection.Pos.Col, RuleID: r.Ref(), Msg: err.Error()}
+			}
+			e := entry{match: tmpl, expr: expr}
+			for _, f := range applied {
+				fx, err := c.detection(f.Detection)
+				if err != nil {
+					return nil, &CompileError{File: f.File, Line: f.Detection.Pos.Line, Col: f.Detection.Pos.Col, RuleID: f.ID, Msg: err.Error()}
+				}
+				if c.closed && hasConst(fx) {
+					// `rule and not filter` with the filter unknown is
+					// unknown: no match. Suppress unless the filter is false.
+					fx = &unknownIsTrue{x: fx}
+				}
+				e.suppress = append(e.suppress, fx)
+			}
+			if c.closed {
+				note, ok := closedCheck(m, t, r, applied, &e)
+				if note != nil {
+					b.notes = append(b.notes, *note)
+				}
+				if !ok {
+					reasons = append(reasons, note.Reason)
+					if firstAbsent == nil {
+						firstAbsent = &note.fields[0]
+					}
+					continue
+				}
 			}
 			if len(t.Conditions) > 0 {
 				keys := make([]string, 0, len(t.Conditions))
@@ -205,21 +250,24 @@ func CompileRules(rules []*sigma.Rule, filters []*sigma.Filter, opts Options) (*
 				for _, k := range keys {
 					and.x = append(and.x, &fieldNode{field: b.intern(k), vals: []valueMatcher{{kind: sigma.KindString, strs: []strMatcher{newStrMatcher(sigma.Pattern{{Kind: sigma.TokLit, Lit: t.Conditions[k]}}, false)}}}})
 				}
-				and.x = append(and.x, expr)
-				expr = and
+				and.x = append(and.x, e.expr)
+				e.expr = and
 			}
-			e := entry{rule: idx, match: tmpl, expr: expr}
-			for _, f := range b.filters {
-				if !filterApplies(f, r) {
-					continue
-				}
-				fx, err := c.detection(f.Detection)
-				if err != nil {
-					return nil, &CompileError{File: f.File, Line: f.Detection.Pos.Line, Col: f.Detection.Pos.Col, RuleID: f.ID, Msg: err.Error()}
-				}
-				e.suppress = append(e.suppress, fx)
+			kept = append(kept, compiled{ds: t.Dataset, e: e, lits: requirement(e.expr)})
+		}
+		if len(kept) == 0 {
+			reason := strings.Join(reasons, "; ")
+			if opts.Strict {
+				return nil, &CompileError{File: r.File, Line: firstAbsent.pos.Line, Col: firstAbsent.pos.Col, RuleID: r.Ref(), Msg: reason}
 			}
-			addEntry(t.Dataset, e, requirement(expr))
+			b.skipped = append(b.skipped, Skipped{Rule: r, Reason: reason})
+			continue
+		}
+		idx := int32(len(b.rules))
+		b.rules = append(b.rules, r)
+		for _, k := range kept {
+			k.e.rule = idx
+			addEntry(k.ds, k.e, k.lits)
 		}
 	}
 	for r, p := range pend {
@@ -266,6 +314,9 @@ func (b *Bundle) intern(field string) int {
 type compiler struct {
 	b *Bundle
 	t *mapping.Target
+	// closed: the target's dataset carries only schema fields; a test on
+	// any other field compiles to the constant unknown.
+	closed bool
 }
 
 func (c *compiler) detection(d *sigma.Detection) (node, error) {
@@ -350,6 +401,9 @@ func (c *compiler) search(s *sigma.Search) (node, error) {
 
 func (c *compiler) fieldMatch(fm *sigma.FieldMatch) (node, error) {
 	keyword := fm.Field == ""
+	if c.closed && !c.testable(fm) {
+		return &constNode{v: tUnknown}, nil
+	}
 	n := &fieldNode{field: -1, all: fm.All, neq: fm.Neq}
 	if !keyword {
 		n.field = c.b.intern(c.b.mapping.Field(c.t, fm.Field))
@@ -408,6 +462,9 @@ func requirement(n node) []lit {
 	case *orNode:
 		var out []lit
 		for _, y := range x.x {
+			if canTrue, _ := outcomes(y); !canTrue {
+				continue // never makes the OR true: requires nothing
+			}
 			r := requirement(y)
 			if r == nil {
 				return nil

@@ -1,10 +1,12 @@
 package engine_test
 
 import (
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/csirt-toscana/platform/internal/event"
 	"github.com/csirt-toscana/platform/rules/engine"
 	"github.com/csirt-toscana/platform/rules/mapping"
 	"github.com/csirt-toscana/platform/rules/sigma"
@@ -74,5 +76,69 @@ func FuzzModifier(f *testing.F) {
 			return
 		}
 		matchesBoth(t, r, ev)
+	})
+}
+
+// schemaOnly keeps the fields an event of a closed dataset can carry.
+func schemaOnly(e event.Event) event.Event {
+	out := event.Event{}
+	for k, v := range e {
+		if _, ok := event.Lookup(k); ok || strings.HasPrefix(k, "labels.") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// FuzzClosedDataset compiles a rule for the zeek dns logsource, whose
+// dataset is closed, and evaluates a DNS event made of schema fields. The
+// prefilter must not change the result; a rule the engine says nothing
+// about matches exactly as with the dataset open; a rule evaluated on its
+// other tests matches only where it matched with the dataset open.
+func FuzzClosedDataset(f *testing.F) {
+	f.Add("detection:\n  z: {Z: 0}\n  q: {query|contains: '.'}\n  condition: not z and q\n", `{"dns":{"question":{"name":"a.example.org"}}}`)
+	f.Add("detection:\n  s: {query|endswith: '.onion.to'}\n  condition: s\n", `{"dns":{"question":{"name":"x.onion.to"}}}`)
+	f.Add("detection:\n  s: {query: x}\n  z: {Z: 1}\n  condition: s or z\n", `{"dns":{"question":{"name":"x"}}}`)
+	f.Add("detection:\n  k: [evil]\n  f: {rejected: 'T'}\n  condition: k and not f\n", `{"dns":{"question":{"name":"evil.example"}}}`)
+	f.Add("detection:\n  s: {query|fieldref: answers}\n  condition: s\n", `{"dns":{"question":{"name":"a"},"answers":{"data":["a"]}}}`)
+	open := openMapping()
+	f.Fuzz(func(t *testing.T, rule, ev string) {
+		r, err := sigma.ParseRule("fuzz.yml", []byte(rule), nil)
+		if err != nil || !r.Supported() {
+			return
+		}
+		r.LogSource = sigma.LogSource{Product: "zeek", Service: "dns"}
+		loose, err := engine.DecodeLoose([]byte(ev))
+		if err != nil {
+			return
+		}
+		e := schemaOnly(loose)
+		e["event.dataset"] = "dns"
+		var got [2]int
+		var b *engine.Bundle
+		for i, nopf := range []bool{false, true} {
+			b, err = engine.CompileRules([]*sigma.Rule{r}, nil, engine.Options{Mapping: mapping.Default(), NoPrefilter: nopf})
+			if err != nil {
+				return
+			}
+			got[i] = len(b.NewEvaluator().Eval(e, nil))
+		}
+		if got[0] != got[1] {
+			t.Fatalf("prefilter changes the result: %d with, %d without", got[0], got[1])
+		}
+		ob, err := engine.CompileRules([]*sigma.Rule{r}, nil, engine.Options{Mapping: open})
+		if err != nil {
+			t.Fatalf("compiles with the dataset closed but not open: %v", err)
+		}
+		was := len(ob.NewEvaluator().Eval(e, nil))
+		notes := b.ClosedNotes()
+		switch {
+		case len(notes) == 0 && got[0] != was:
+			t.Fatalf("no field outside the schema, yet %d matches closed, %d open", got[0], was)
+		case len(notes) > 0 && !notes[0].Evaluated && (got[0] != 0 || len(b.Skipped()) != 1):
+			t.Fatalf("rule not evaluated (%s) but %d matches, skipped %v", notes[0].Reason, got[0], b.Skipped())
+		case got[0] > was:
+			t.Fatalf("%d matches closed, only %d open (%v)", got[0], was, notes)
+		}
 	})
 }

@@ -2,7 +2,9 @@
 // platform schema and Sigma field names to ECS field names, as data (YAML
 // in the spirit of pySigma processing pipelines). The default mapping is
 // embedded; "none" uses field names as written and applies every rule to
-// every event.
+// every event. An entry may declare its datasets closed (only fields of the
+// event schema), which the engine uses to leave out tests of fields such
+// datasets never carry.
 package mapping
 
 import (
@@ -39,6 +41,11 @@ type LogSource struct {
 	// UnmappedPrefix is put before a field name mapped neither by Fields
 	// nor by the global fields (e.g. winlog.event_data. for Windows).
 	UnmappedPrefix string `yaml:"unmapped_prefix"`
+	// Closed declares that the entry's datasets carry only fields of the
+	// platform's event schema (internal/event): the agent's network
+	// summaries. The engine does not evaluate a rule on such a dataset when
+	// the rule names a field the schema does not define.
+	Closed bool `yaml:"closed"`
 }
 
 // Target is where a rule with a given logsource applies.
@@ -47,6 +54,9 @@ type Target struct {
 	Fields         map[string]string // entry fields (global fields apply after)
 	Conditions     map[string]string
 	UnmappedPrefix string
+	// Closed: the dataset's events carry only fields of the event schema,
+	// so a rule naming any other field could never test it here.
+	Closed bool
 }
 
 // Parse reads a mapping, rejecting unknown keys.
@@ -57,9 +67,32 @@ func Parse(data []byte) (*Mapping, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("parsing mapping: %w", err)
 	}
+	closedIn := map[string]int{} // dataset -> first entry that declares it closed
+	openIn := map[string]int{}   // dataset -> first entry that does not
 	for i, ls := range m.LogSources {
 		if len(ls.Datasets) == 0 {
 			return nil, fmt.Errorf("parsing mapping %q: logsources[%d] has no datasets", m.Name, i)
+		}
+		for _, d := range ls.Datasets {
+			in := openIn
+			if ls.Closed {
+				in = closedIn
+			}
+			if _, ok := in[d]; !ok {
+				in[d] = i
+			}
+		}
+	}
+	// Whether a dataset's field set is closed depends on what produces its
+	// events, not on which rule reaches it: every entry must agree.
+	for i := range m.LogSources {
+		for _, d := range m.LogSources[i].Datasets {
+			c, isClosed := closedIn[d]
+			o, isOpen := openIn[d]
+			if isClosed && isOpen {
+				return nil, fmt.Errorf("parsing mapping %q: dataset %q is closed in logsources[%d] but not in logsources[%d]; "+
+					"mark every entry that lists it closed: true (split an entry whose other datasets are not closed)", m.Name, d, c, o)
+			}
 		}
 	}
 	return &m, nil
@@ -111,7 +144,7 @@ func (m *Mapping) Targets(ls sigma.LogSource) []Target {
 				continue
 			}
 			seen[key] = true
-			out = append(out, Target{Dataset: d, Fields: e.Fields, Conditions: e.Conditions, UnmappedPrefix: e.UnmappedPrefix})
+			out = append(out, Target{Dataset: d, Fields: e.Fields, Conditions: e.Conditions, UnmappedPrefix: e.UnmappedPrefix, Closed: e.Closed})
 		}
 	}
 	return out
