@@ -254,20 +254,26 @@ func (c *Correlator) Run(ctx context.Context) error {
 	defer snap.Stop()
 	c.log.WithFields(logrus.Fields{"group": c.o.Group, "topic": c.o.Topic}).Info("correlator consuming")
 	var out []*finding.Finding
+	// final saves the state and commits on shutdown, also when the
+	// shutdown interrupted a flush or a checkpoint (pending findings are
+	// kept until written; snapshot and finding writes are idempotent).
+	final := func() error {
+		if c.crashOnCancel {
+			return nil
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err := c.checkpoint(sctx, cons)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("correlator: final checkpoint: %w", err)
+		}
+		c.log.Info("correlator stopped: state saved and offsets committed")
+		return nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if c.crashOnCancel {
-				return nil
-			}
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			err := c.checkpoint(sctx, cons)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("correlator: final checkpoint: %w", err)
-			}
-			c.log.Info("correlator stopped: state saved and offsets committed")
-			return nil
+			return final()
 		case f := <-msgs:
 			if f.err != nil {
 				if ctx.Err() != nil {
@@ -277,19 +283,34 @@ func (c *Correlator) Run(ctx context.Context) error {
 			}
 			out, err = c.handle(ctx, dlq, f.m, out[:0])
 			if err != nil {
+				if ctx.Err() != nil {
+					// The message may be half handled: save nothing of it.
+					// The next run replays from the last snapshot.
+					c.log.WithError(err).Info("correlator stopped in the middle of a message; it is read again from the last snapshot")
+					return nil
+				}
 				return err
 			}
 			if len(c.pending) >= 5000 {
 				if err := c.flush(ctx); err != nil {
+					if ctx.Err() != nil {
+						return final()
+					}
 					return err
 				}
 			}
 		case <-flush.C:
 			if err := c.flush(ctx); err != nil {
+				if ctx.Err() != nil {
+					return final()
+				}
 				return err
 			}
 		case <-snap.C:
 			if err := c.checkpoint(ctx, cons); err != nil {
+				if ctx.Err() != nil {
+					return final()
+				}
 				return err
 			}
 		}

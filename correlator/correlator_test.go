@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sirupsen/logrus"
 	"github.com/stretchr/testify/require"
@@ -264,4 +268,80 @@ func TestPoisonMessageGoesToDLQ(t *testing.T) {
 	ends, err := bus.EndOffsets(context.Background(), e.bus, e.dlq)
 	require.NoError(t, err)
 	require.Equal(t, int64(1), ends[0])
+}
+
+// cancelDuringSnapshot cancels the correlator's context from inside its
+// first snapshot write once armed, and fails that write the way a
+// cancelled store request does.
+type cancelDuringSnapshot struct {
+	store.Store
+	armed  atomic.Bool
+	cancel context.CancelFunc
+	fired  atomic.Bool
+}
+
+func (s *cancelDuringSnapshot) interrupt(ctx context.Context, c store.Collection) error {
+	if c == store.RulesState && s.armed.Load() && s.fired.CompareAndSwap(false, true) {
+		s.cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (s *cancelDuringSnapshot) Create(ctx context.Context, sc store.Scope, c store.Collection, d store.Doc, o store.WriteOptions) (store.Version, error) {
+	if err := s.interrupt(ctx, c); err != nil {
+		return store.Version{}, err
+	}
+	return s.Store.Create(ctx, sc, c, d, o)
+}
+
+func (s *cancelDuringSnapshot) Update(ctx context.Context, sc store.Scope, c store.Collection, d store.Doc, o store.WriteOptions) (store.Version, error) {
+	if err := s.interrupt(ctx, c); err != nil {
+		return store.Version{}, err
+	}
+	return s.Store.Update(ctx, sc, c, d, o)
+}
+
+// A shutdown that interrupts a periodic snapshot is a graceful stop: the
+// final checkpoint saves the state and commits, Run returns nil (the load
+// run once ended with "saving the snapshot ... context canceled").
+func TestShutdownDuringSnapshot(t *testing.T) {
+	base := newEnv(t, bus.Options{}, nil, ".snapcancel")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &cancelDuringSnapshot{Store: base.st, cancel: cancel}
+	e := *base
+	e.st = st
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for i := range 4 {
+		e.produce(t, "comune-a", sshFailure("comune-a", "203.0.113.9", i, t0.Add(time.Duration(i)*time.Second)))
+	}
+	c := e.correlator(t, nil)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, "the 4 events read", func() bool { return counterValue(c.m.events) >= 4 })
+	st.armed.Store(true)
+	select {
+	case err := <-done:
+		require.NoError(t, err, "a shutdown during a snapshot must end in the final checkpoint")
+	case <-time.After(time.Minute):
+		t.Fatal("correlator did not stop")
+	}
+	require.True(t, st.fired.Load(), "a snapshot write was interrupted")
+	require.Equal(t, int64(4), e.committed(t), "the final checkpoint committed the events")
+
+	// The saved window completes with two more failures after a restart.
+	stop := run(t, base.correlator(t, nil))
+	defer stop()
+	e.produce(t, "comune-a", sshFailure("comune-a", "203.0.113.9", 4, t0.Add(4*time.Second)), sshFailure("comune-a", "203.0.113.9", 5, t0.Add(5*time.Second)))
+	waitFor(t, "the brute-force finding", func() bool { return len(base.findingsOf(t, bruteForceRule)) == 1 })
+}
+
+func counterValue(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		panic(err)
+	}
+	return d.GetCounter().GetValue()
 }
