@@ -339,32 +339,29 @@ func (m *Intel) fingerprint(ctx context.Context) (string, error) {
 	return fp, nil
 }
 
-// loadAll reads every indicator of the intel collection, per type (each
-// type's search is bounded by the store's paging window, store.MaxWindow).
+// loadAll reads every unexpired indicator of the intel collection with a
+// store scan, so that feeds of any size (abuse.ch and MISP feeds exceed
+// 100,000 indicators) are matched in full. A document that is not a
+// readable indicator is skipped.
 func (m *Intel) loadAll(ctx context.Context) ([]intel.Indicator, error) {
 	var out []intel.Indicator
 	now := m.o.Now()
-	for _, t := range intel.Types {
-		for off := 0; off < store.MaxWindow; off += store.MaxPage {
-			res, err := m.o.Store.Search(ctx, store.RegionalScope(), store.Intel, store.SearchRequest{Query: "type:" + string(t),
-				Size: store.MaxPage, Offset: off})
-			if err != nil {
-				return nil, fmt.Errorf("loading %s indicators: %w", t, err)
-			}
-			for _, d := range res.Docs {
-				ind, err := intel.FromDoc(d)
-				if err != nil || ind.Expired(now) {
-					continue
-				}
-				out = append(out, ind)
-			}
-			if len(res.Docs) < store.MaxPage {
-				break
-			}
-			if off+store.MaxPage >= store.MaxWindow && res.Total > store.MaxWindow {
-				m.log.WithFields(logrus.Fields{"type": t, "total": res.Total}).Warn("more indicators of one type than the store's paging window; the rest are not matched")
-			}
+	skipped := 0
+	err := m.o.Store.Scan(ctx, store.RegionalScope(), store.Intel, store.ScanRequest{}, func(d store.Doc) error {
+		ind, err := intel.FromDoc(d)
+		switch {
+		case err != nil:
+			skipped++
+		case !ind.Expired(now):
+			out = append(out, ind)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading indicators: %w", err)
+	}
+	if skipped > 0 {
+		m.log.WithField("skipped", skipped).Warn("intel documents that are not readable indicators were skipped")
 	}
 	return out, nil
 }
@@ -435,30 +432,26 @@ func (m *Intel) RetroHunt(ctx context.Context, inds []intel.Indicator) (int, err
 		}
 		var fs []*finding.Finding
 		seen := map[string]bool{}
-		for off := 0; off < store.MaxWindow; off += store.MaxPage {
-			res, err := m.o.Store.Search(ctx, store.RegionalScope(), store.Events, store.SearchRequest{Query: q,
-				From: now.Add(-m.o.RetroHunt), To: now.Add(time.Minute), Size: store.MaxPage, Offset: off})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("retro-hunt of %s %s: %w", inds[i].Type, inds[i].Value, err))
-				break
+		err := m.huntEvents(ctx, q, now.Add(-m.o.RetroHunt), now.Add(time.Minute), func(d store.Doc) error {
+			ev, err := event.Decode(d.Source)
+			if err != nil { // an unreadable stored event is skipped
+				return nil //nolint:nilerr // one bad document must not stop the hunt
 			}
-			for _, d := range res.Docs {
-				ev, err := event.Decode(d.Source)
-				if err != nil {
-					continue
-				}
-				for _, im := range mt.MatchEvent(ev, now) {
-					f := IntelFinding(ev, im, now)
-					f.Labels["retro_hunt"] = "true"
-					if !seen[f.ID] {
-						seen[f.ID] = true
-						fs = append(fs, f)
-					}
+			for _, im := range mt.MatchEvent(ev, now) {
+				f := IntelFinding(ev, im, now)
+				f.Labels["retro_hunt"] = "true"
+				if !seen[f.ID] {
+					seen[f.ID] = true
+					fs = append(fs, f)
 				}
 			}
-			if len(res.Docs) < store.MaxPage {
-				break
+			return nil
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return total, err
 			}
+			errs = append(errs, fmt.Errorf("retro-hunt of %s %s: %w", inds[i].Type, inds[i].Value, err))
 		}
 		if len(fs) > 0 {
 			if err := m.o.Publish(ctx, fs); err != nil {
@@ -468,6 +461,25 @@ func (m *Intel) RetroHunt(ctx context.Context, inds []intel.Indicator) (int, err
 		}
 	}
 	return total, errors.Join(errs...)
+}
+
+// huntEvents calls fn for every stored event that matches q in [from, to):
+// with one search when the matches fit in a page (most hunts find nothing),
+// with a store scan, not bound by the search window, when they do not.
+func (m *Intel) huntEvents(ctx context.Context, q string, from, to time.Time, fn func(store.Doc) error) error {
+	res, err := m.o.Store.Search(ctx, store.RegionalScope(), store.Events, store.SearchRequest{Query: q, From: from, To: to, Size: store.MaxPage})
+	if err != nil {
+		return err
+	}
+	if res.Total > int64(len(res.Docs)) {
+		return m.o.Store.Scan(ctx, store.RegionalScope(), store.Events, store.ScanRequest{Query: q, From: from, To: to}, fn)
+	}
+	for _, d := range res.Docs {
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ParseIntelFile reads a local indicator file of any supported format

@@ -3,6 +3,7 @@ package correlator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/config"
+	"github.com/csirt-toscana/platform/internal/event"
 	"github.com/csirt-toscana/platform/internal/finding"
 	"github.com/csirt-toscana/platform/internal/store"
+	"github.com/csirt-toscana/platform/internal/store/sqlite"
 	"github.com/csirt-toscana/platform/internal/testenv"
 	"github.com/csirt-toscana/platform/rules/intel"
 )
@@ -98,4 +101,44 @@ func TestIntelStreamAndRetroHunt(t *testing.T) {
 	require.Equal(t, []string{"old-flow-1"}, retro.EventIDs)
 	require.Equal(t, "192.0.2.66", retro.Labels["indicator_value"])
 	require.WithinDuration(t, old, retro.Time, time.Second)
+}
+
+// More indicators of one type than the store's search window (10,000) are
+// all loaded into the matcher: the first and the last stored both match,
+// and expired ones are left out.
+func TestIntelLoadsPastSearchWindow(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(t.TempDir(), "store.db"), Logger: quiet()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	const n, expired = store.MaxWindow + 500, 100
+	inds := make([]intel.Indicator, 0, n)
+	for i := range n {
+		ind, err := intel.New(intel.IPv4, fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "bulk-feed")
+		require.NoError(t, err)
+		if i >= n-expired {
+			ind.Expires = now.Add(-time.Hour)
+		}
+		inds = append(inds, ind)
+	}
+	m := NewIntel(IntelOptions{Store: st, Now: func() time.Time { return now }, Logger: quiet()})
+	require.NoError(t, m.StoreIndicators(ctx, inds))
+	res, err := st.Search(ctx, store.RegionalScope(), store.Intel, store.SearchRequest{Query: "type:ipv4", Size: 1})
+	require.NoError(t, err)
+	require.EqualValues(t, n, res.Total, "indicators stored")
+
+	_, err = m.Refresh(ctx)
+	require.NoError(t, err)
+	mt := m.Holder().Load()
+	require.Equal(t, n-expired, mt.Len(), "indicators in the matcher")
+	match := func(ip string) int {
+		ev, err := event.Decode(flowEvent("comune-a", "flow-"+ip, ip, now))
+		require.NoError(t, err)
+		return len(mt.MatchEvent(ev, now))
+	}
+	require.Equal(t, 1, match("10.0.0.0"), "the first indicator stored")
+	require.Equal(t, 1, match(inds[n-expired-1].Value), "the last unexpired indicator stored")
+	require.Equal(t, 0, match(inds[n-1].Value), "an expired indicator")
+	require.Equal(t, 0, match("192.0.2.1"), "an address in no indicator")
 }

@@ -166,35 +166,39 @@ func (ss *Suppressions) Match(f *finding.Finding, now time.Time) *Suppression {
 	return nil
 }
 
-// LoadSuppressions reads every unexpired suppression from the store.
+// LoadSuppressions reads every unexpired suppression from the store (a
+// store scan: any number of them).
 func LoadSuppressions(ctx context.Context, st store.Store, now time.Time) (*Suppressions, error) {
 	var list []Suppression
-	for off := 0; off < store.MaxWindow; off += store.MaxPage {
-		res, err := st.Search(ctx, store.RegionalScope(), store.RulesState, store.SearchRequest{Query: "kind:" + SuppressionKind,
-			Size: store.MaxPage, Offset: off})
-		if err != nil {
-			return nil, fmt.Errorf("loading suppressions: %w", err)
-		}
-		for _, d := range res.Docs {
-			var doc struct {
-				Suppression Suppression `json:"suppression"`
-			}
-			if err := json.Unmarshal(d.Source, &doc); err != nil {
-				continue
-			}
-			s := doc.Suppression
-			if s.Validate() != nil || (!s.Expires.IsZero() && !now.Before(s.Expires)) {
-				continue
-			}
-			// The tenant of the document binds an entity suppression.
-			if s.Scope == ScopeEntity && d.Tenant != s.Entity {
-				continue
-			}
+	err := st.Scan(ctx, store.RegionalScope(), store.RulesState, store.ScanRequest{Query: "kind:" + SuppressionKind}, func(d store.Doc) error {
+		if s, ok := storedSuppression(d, now); ok {
 			list = append(list, s)
 		}
-		if len(res.Docs) < store.MaxPage {
-			break
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading suppressions: %w", err)
 	}
 	return NewSuppressions(list), nil
+}
+
+// storedSuppression returns the suppression of a rules_state document if
+// it is readable, valid and unexpired at now, and, for an entity
+// suppression, stored in that entity's tenant (the document's tenant binds
+// it).
+func storedSuppression(d store.Doc, now time.Time) (Suppression, bool) {
+	var doc struct {
+		Suppression Suppression `json:"suppression"`
+	}
+	if json.Unmarshal(d.Source, &doc) != nil {
+		return Suppression{}, false
+	}
+	s := doc.Suppression
+	if s.Validate() != nil || (!s.Expires.IsZero() && !now.Before(s.Expires)) {
+		return Suppression{}, false
+	}
+	if s.Scope == ScopeEntity && d.Tenant != s.Entity {
+		return Suppression{}, false
+	}
+	return s, true
 }

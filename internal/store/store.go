@@ -178,6 +178,29 @@ const (
 	MaxWindow   = 10000
 )
 
+// ScanRequest selects the documents a Scan reads: a query in the query
+// language and a time range, as in SearchRequest, without sort or window.
+type ScanRequest struct {
+	Query    string    // "" matches every document in scope
+	From, To time.Time // on the collection's time field; zero = open; From inclusive, To exclusive
+	PageSize int       // documents fetched per round trip; default DefaultScanPage, at most MaxPage
+}
+
+// DefaultScanPage is the page size of a ScanRequest that sets none.
+const DefaultScanPage = 1000
+
+// Page returns the request's page size with the default applied, or
+// ErrInvalid when it is outside 1..MaxPage. Backends call it.
+func (r ScanRequest) Page() (int, error) {
+	switch {
+	case r.PageSize == 0:
+		return DefaultScanPage, nil
+	case r.PageSize < 0 || r.PageSize > MaxPage:
+		return 0, fmt.Errorf("%w: scan page size %d is outside 1..%d", ErrInvalid, r.PageSize, MaxPage)
+	}
+	return r.PageSize, nil
+}
+
 // SearchResult is a page of documents and the total number that matched.
 type SearchResult struct {
 	Total int64
@@ -259,6 +282,34 @@ type Store interface {
 	// Search runs a query; the query's errors wrap ErrInvalid and carry the
 	// position (query.ParseError).
 	Search(ctx context.Context, s Scope, c Collection, r SearchRequest) (SearchResult, error)
+
+	// Scan calls fn once for every document in the scope that matches the
+	// query and the time range, however many there are: it is not bound
+	// by MaxWindow. It reads PageSize documents per round trip and holds
+	// no store resource while fn runs on a page, so fn may use the store.
+	// The scope is enforced as in Search. Query errors wrap ErrInvalid as
+	// in Search.
+	//
+	// Order: fixed by the backend, not by the caller, and stable within
+	// one scan (Elasticsearch: shard and index order of a point in time;
+	// SQLite: the order the documents were first stored, or by time field
+	// then first-stored order when the read is narrowed by a tenant or a
+	// time range). Callers must not depend on it.
+	//
+	// Consistency: when nothing is written to the collection meanwhile,
+	// every matching document is passed exactly once. A document written,
+	// replaced or deleted during the scan may or may not be seen, in its
+	// old or its new version (Elasticsearch reads a snapshot of what a
+	// search would see when the scan starts, so it sees none of them;
+	// SQLite reads each page
+	// anew and may see them, and a document whose time field changes
+	// during a tenant or time-range scan may be missed or seen twice).
+	//
+	// An error from fn stops the scan and is returned as it is; so is the
+	// context's error when ctx ends between pages. fn is called from the
+	// goroutine that called Scan, one document at a time; the Doc (and its
+	// Source) stays valid after fn returns.
+	Scan(ctx context.Context, s Scope, c Collection, r ScanRequest, fn func(Doc) error) error
 
 	// Aggregate counts matching documents by field value or by time.
 	Aggregate(ctx context.Context, s Scope, c Collection, r AggRequest) (AggResult, error)

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -259,27 +260,20 @@ func (d *Detector) undo(f *finding.Finding) {
 // that a restarted detector notes their end.
 func (d *Detector) loadOpen(ctx context.Context, now time.Time) error {
 	q := "rule.id:" + RuleAgentSilence + "* OR rule.id:" + RuleEntitySilence + "*"
-	res, err := d.o.Store.Search(ctx, store.RegionalScope(), store.Findings, store.SearchRequest{
-		Query: q, From: now.Add(-d.o.Lookback), Size: store.MaxPage, Sort: []store.SortField{{Field: "@timestamp"}}})
-	if err != nil {
-		return fmt.Errorf("silence check: reading open silences: %w", err)
-	}
 	seen := map[string]map[time.Time]bool{} // key -> since -> resumed
-	for _, doc := range res.Docs {
-		f, err := finding.Decode(doc.Source)
-		if err != nil {
-			continue
-		}
-		key := f.Labels["subject"]
-		since, err := time.Parse(time.RFC3339Nano, f.Labels["silent_since"])
-		if key == "" || err != nil {
-			continue
+	err := d.o.Store.Scan(ctx, store.RegionalScope(), store.Findings, store.ScanRequest{Query: q, From: now.Add(-d.o.Lookback)}, func(doc store.Doc) error {
+		key, since, resumed, ok := silencePeriod(doc)
+		if !ok {
+			return nil
 		}
 		if seen[key] == nil {
 			seen[key] = map[time.Time]bool{}
 		}
-		r := f.RuleID == RuleAgentResumed || f.RuleID == RuleEntityResumed
-		seen[key][since] = seen[key][since] || r
+		seen[key][since] = seen[key][since] || resumed
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("silence check: reading open silences: %w", err)
 	}
 	for key, periods := range seen {
 		for since, resumed := range periods {
@@ -289,6 +283,22 @@ func (d *Detector) loadOpen(ctx context.Context, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// silencePeriod reads a silence or resumption finding: the subject, the
+// start of the silence and whether it is a resumption; ok is false for a
+// document that is not one of them.
+func silencePeriod(doc store.Doc) (key string, since time.Time, resumed, ok bool) {
+	f, err := finding.Decode(doc.Source)
+	if err != nil {
+		return "", time.Time{}, false, false
+	}
+	key = f.Labels["subject"]
+	since, err = time.Parse(time.RFC3339Nano, f.Labels["silent_since"])
+	if key == "" || err != nil {
+		return "", time.Time{}, false, false
+	}
+	return key, since, f.RuleID == RuleAgentResumed || f.RuleID == RuleEntityResumed, true
 }
 
 // agentDoc is the part of an agents-collection document the detector
@@ -306,44 +316,57 @@ type agentDoc struct {
 }
 
 func (d *Detector) members(ctx context.Context) ([]member, error) {
-	res, err := d.o.Store.Search(ctx, store.RegionalScope(), store.Agents, store.SearchRequest{Size: store.MaxPage})
+	var out []member
+	err := d.o.Store.Scan(ctx, store.RegionalScope(), store.Agents, store.ScanRequest{}, func(doc store.Doc) error {
+		if m, ok := d.member(doc); ok {
+			out = append(out, m)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("silence check: listing agents and devices: %w", err)
 	}
-	if res.Total > int64(len(res.Docs)) {
-		d.log.WithFields(logrus.Fields{"total": res.Total, "checked": len(res.Docs)}).
-			Warn("silence check: more agents and devices than one page; the rest are not checked")
-	}
-	out := make([]member, 0, len(res.Docs))
-	for _, doc := range res.Docs {
-		var a agentDoc
-		if err := json.Unmarshal(doc.Source, &a); err != nil {
-			d.log.WithField("agent", doc.ID).Warn("silence check: agent document is not readable; skipped")
-			continue
+	// The scan's order is the store's: check the most recently seen first,
+	// then by id, so that the findings of one check come in a stable order.
+	slices.SortFunc(out, func(a, b member) int {
+		if c := b.lastSeen.Compare(a.lastSeen); c != 0 {
+			return c
 		}
-		m := member{id: doc.ID, entity: doc.Tenant, kind: a.Kind, host: a.Hostname,
-			revoked: a.Revoked || strings.EqualFold(a.Status, "revoked")}
-		if m.revoked || strings.EqualFold(a.Status, "retired") || strings.EqualFold(a.Status, "disabled") {
-			continue
-		}
-		m.lastSeen, _ = time.Parse(time.RFC3339Nano, a.LastSeen)
-		m.enrolled, _ = time.Parse(time.RFC3339Nano, a.Enrolled)
-		after := a.After
-		if after == "" && len(a.Policy) > 0 {
-			var p struct {
-				After string `json:"silence_after"`
-			}
-			_ = json.Unmarshal(a.Policy, &p)
-			after = p.After
-		}
-		if after != "" {
-			if dur, err := time.ParseDuration(after); err == nil && dur > 0 {
-				m.after = dur
-			}
-		}
-		out = append(out, m)
-	}
+		return strings.Compare(a.id, b.id)
+	})
 	return out, nil
+}
+
+// member reads an agents-collection document; ok is false for an
+// unreadable document (logged) and for a revoked, retired or disabled
+// agent, which are not checked.
+func (d *Detector) member(doc store.Doc) (member, bool) {
+	var a agentDoc
+	if err := json.Unmarshal(doc.Source, &a); err != nil {
+		d.log.WithField("agent", doc.ID).Warn("silence check: agent document is not readable; skipped")
+		return member{}, false
+	}
+	m := member{id: doc.ID, entity: doc.Tenant, kind: a.Kind, host: a.Hostname,
+		revoked: a.Revoked || strings.EqualFold(a.Status, "revoked")}
+	if m.revoked || strings.EqualFold(a.Status, "retired") || strings.EqualFold(a.Status, "disabled") {
+		return member{}, false
+	}
+	m.lastSeen, _ = time.Parse(time.RFC3339Nano, a.LastSeen)
+	m.enrolled, _ = time.Parse(time.RFC3339Nano, a.Enrolled)
+	after := a.After
+	if after == "" && len(a.Policy) > 0 {
+		var p struct {
+			After string `json:"silence_after"`
+		}
+		_ = json.Unmarshal(a.Policy, &p)
+		after = p.After
+	}
+	if after != "" {
+		if dur, err := time.ParseDuration(after); err == nil && dur > 0 {
+			m.after = dur
+		}
+	}
+	return m, true
 }
 
 // lease takes or renews the check lease (a rules_state document updated

@@ -3,6 +3,7 @@ package silence
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -178,4 +179,29 @@ func TestLease(t *testing.T) {
 	held, err = d1.lease(ctx)
 	require.NoError(t, err)
 	require.False(t, held)
+}
+
+// Every agent is checked, however many: more than a search page of them
+// (store.MaxPage), the silent one written last.
+func TestMoreAgentsThanOnePage(t *testing.T) {
+	st, snd, c := setup(t)
+	ctx := context.Background()
+	const n = store.MaxPage + 500
+	w, err := st.Bulk(store.RegionalScope(), store.Agents, store.BulkOptions{})
+	require.NoError(t, err)
+	for i := range n {
+		seen := c.t.Add(-time.Minute)
+		if i == n-1 {
+			seen = c.t.Add(-time.Hour)
+		}
+		src, err := json.Marshal(map[string]any{"agent.id": fmt.Sprintf("a%05d", i), "kind": "agent", "last_seen": ts(seen)})
+		require.NoError(t, err)
+		require.NoError(t, w.Add(ctx, store.Doc{ID: fmt.Sprintf("a%05d", i), Tenant: fmt.Sprintf("comune-%d", i%10), Source: src}))
+	}
+	require.NoError(t, w.Close(ctx))
+	rep, err := detector(t, st, snd, c, "one").Check(ctx)
+	require.NoError(t, err)
+	require.Equal(t, n, rep.Agents)
+	require.Equal(t, 10, rep.Entities)
+	require.Equal(t, []string{fmt.Sprintf("csirt.agent.silence agent:a%05d", n-1)}, rules(rep.Raised))
 }

@@ -82,6 +82,13 @@
 // check holds against concurrent writers; a bulk writer in a tenant scope
 // sends create and falls back to that checked Put when the id is taken.
 //
+// Scan reads a whole collection past the from+size window
+// (index.max_result_window, store.MaxWindow) with a point in time and
+// search_after on _shard_doc: a consistent snapshot taken when the scan
+// starts, pages of store.ScanRequest.PageSize, the point in time renewed by
+// each page for Options.ScanKeepAlive and closed when the scan ends (also
+// on error or cancellation). The tenant filter is the one of Search.
+//
 // RefreshWait is refresh=wait_for: the call returns after the next
 // scheduled refresh (Options.RefreshInterval, default 1 s).
 //

@@ -43,6 +43,11 @@ type Options struct {
 	// (1 s).
 	RefreshInterval time.Duration
 
+	// ScanKeepAlive is how long the point in time of a Scan is kept
+	// between two pages, and so how long a Scan callback may spend on one
+	// page; zero means 1 minute. Each page renews it.
+	ScanKeepAlive time.Duration
+
 	// Replicas is the number of replicas of every index; nil leaves the
 	// Elasticsearch default (1). A single-node test cluster wants 0.
 	Replicas *int

@@ -391,3 +391,9 @@ func BenchmarkBulk(b *testing.B) {
 	// The production refresh interval, not the tests' short one.
 	storetest.BenchBulk(b, func(b *testing.B) store.Store { return openTest(b, Options{RefreshInterval: time.Second}) })
 }
+
+// BenchmarkScan reads 100,000 intel documents with Scan: a point in time
+// and search_after in pages of 1,000 (docs/s, pages).
+func BenchmarkScan(b *testing.B) {
+	storetest.BenchScan(b, func(b *testing.B) store.Store { return openTest(b, Options{RefreshInterval: time.Second}) }, 100_000)
+}

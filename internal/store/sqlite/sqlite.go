@@ -14,7 +14,8 @@
 // and wildcard rules run as Go functions registered on a private driver
 // (funcs.go). Every statement that reads or changes existing documents
 // carries the scope's tenant predicate (scopeSQL); the regional scope is the
-// only one without it.
+// only one without it. Scan pages by keyset on an index (scan.go), never by
+// OFFSET, so reading a whole collection costs one pass over it.
 //
 // One process opens a file at a time: versions come from an in-memory
 // counter initialised at Open.

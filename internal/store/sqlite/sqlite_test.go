@@ -104,3 +104,10 @@ func BenchmarkSearch(b *testing.B) {
 		return openAt(b, filepath.Join(b.TempDir(), "store.db"))
 	})
 }
+
+// BenchmarkScan reads 100,000 intel documents with Scan (docs/s, pages).
+func BenchmarkScan(b *testing.B) {
+	storetest.BenchScan(b, func(b *testing.B) store.Store {
+		return openAt(b, filepath.Join(b.TempDir(), "store.db"))
+	}, 100_000)
+}

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("QueryCases", func(t *testing.T) { testQueryCases(t, open) })
 	t.Run("BadQueries", func(t *testing.T) { testBadQueries(t, open) })
 	t.Run("Aggregations", func(t *testing.T) { testAggregations(t, open) })
+	t.Run("Scan", func(t *testing.T) { testScan(t, open) })
 }
 
 // newStore opens a store and closes it when the subtest ends.
