@@ -79,6 +79,9 @@ type Correlator struct {
 	// crashOnCancel makes Run return on cancellation without saving or
 	// committing anything, as a killed process would (tests).
 	crashOnCancel bool
+	// onStored, when set, is told of every batch of stream findings once
+	// stored (load runs measure the detection delay with it).
+	onStored func(fs []*finding.Finding, at time.Time)
 	// replayed counts findings the replay guard kept from being emitted
 	// again.
 	replayed atomic.Int64
@@ -519,6 +522,13 @@ func (c *Correlator) publish(ctx context.Context, fs []*finding.Finding) error {
 		return fmt.Errorf("correlator: storing findings: %w", err)
 	}
 	c.m.findings.Add(float64(len(docs)))
+	now := c.o.Now()
+	for _, f := range fs {
+		c.m.delay.Observe(now.Sub(f.Time).Seconds())
+	}
+	if c.onStored != nil {
+		c.onStored(fs, now)
+	}
 	return nil
 }
 
