@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/csirt-toscana/platform/internal/envelope"
+	"github.com/csirt-toscana/platform/internal/testenv"
 )
 
 func selfSigned(t *testing.T, key *ecdsa.PrivateKey) []byte {
@@ -82,7 +83,7 @@ func TestSaveLoadSign(t *testing.T) {
 
 func TestMatchOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to give files away")
+		testenv.Unavailable(t, "TestMatchOwner needs root to give files away: run the tests as root, as deploy/dev/test does in CI")
 	}
 	dir := t.TempDir()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
