@@ -4,6 +4,7 @@ go 1.26.4
 
 require (
 	github.com/elastic/go-elasticsearch/v8 v8.19.7
+	github.com/go-json-experiment/json v1.27.2
 	github.com/google/gopacket v1.1.19
 	github.com/goreleaser/nfpm/v2 v2.47.0
 	github.com/prometheus/client_golang v1.25.0
