@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 )
 
 // SnapshotFormat and SnapshotVersion identify the snapshot encoding: JSON
@@ -70,17 +72,14 @@ func (e *Engine) Snapshot(w io.Writer) error {
 			return fmt.Errorf("writing correlation snapshot: %w", err)
 		}
 		n := len(cr.r.GroupBy)
+		var line []byte
 		for _, k := range cr.sortedKeys() {
 			s := cr.keys.get(&k)
-			rec := snapRecord{Kind: "key", Rule: cr.stats.Rule, Key: append([]string(nil), k[:n]...),
-				Last: s.last, Touched: s.touched, Fired: s.fired, Start: s.start}
-			for _, it := range s.items() {
-				rec.Items = append(rec.Items, snapItem{T: it.t, ID: it.id, V: it.v, F: it.f})
+			var err error
+			if line, err = appendKeyRecord(line[:0], cr.stats.Rule, k[:n], s); err != nil {
+				return fmt.Errorf("writing correlation snapshot: %w", err)
 			}
-			for _, p := range s.steps() {
-				rec.Steps = append(rec.Steps, snapStep{Start: p.start, End: p.end, ID: p.id})
-			}
-			if err := enc.Encode(rec); err != nil {
+			if _, err := bw.Write(line); err != nil {
 				return fmt.Errorf("writing correlation snapshot: %w", err)
 			}
 		}
@@ -89,6 +88,114 @@ func (e *Engine) Snapshot(w io.Writer) error {
 		return fmt.Errorf("writing correlation snapshot: %w", err)
 	}
 	return nil
+}
+
+// appendKeyRecord appends the JSON line of a "key" record: the snapRecord
+// encoding/json would write (Restore reads it with encoding/json), written
+// without reflection because a busy entity's state has tens of thousands
+// of keys and is saved every few seconds.
+func appendKeyRecord(dst []byte, rule string, key []string, s *state) ([]byte, error) {
+	dst = append(dst, `{"kind":"key","rule":`...)
+	dst = appendJSONString(dst, rule)
+	if len(key) > 0 {
+		dst = append(dst, `,"key":[`...)
+		for i, v := range key {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, v)
+		}
+		dst = append(dst, ']')
+	}
+	dst = appendIntField(dst, "last", s.last)
+	dst = appendIntField(dst, "touched", s.touched)
+	dst = appendIntField(dst, "fired", s.fired)
+	dst = appendIntField(dst, "start", s.start)
+	if items := s.items(); len(items) > 0 {
+		dst = append(dst, `,"items":[`...)
+		for i, it := range items {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"t":`...)
+			dst = strconv.AppendInt(dst, it.t, 10)
+			if it.id != "" {
+				dst = append(dst, `,"id":`...)
+				dst = appendJSONString(dst, it.id)
+			}
+			if it.v != "" {
+				dst = append(dst, `,"v":`...)
+				dst = appendJSONString(dst, it.v)
+			}
+			if it.f != 0 {
+				if math.IsNaN(it.f) || math.IsInf(it.f, 0) {
+					return nil, fmt.Errorf("value %v of a window cannot be saved", it.f)
+				}
+				dst = append(dst, `,"f":`...)
+				dst = strconv.AppendFloat(dst, it.f, 'g', -1, 64)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	if steps := s.steps(); len(steps) > 0 {
+		dst = append(dst, `,"steps":[`...)
+		for i, p := range steps {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, '{')
+			first := true
+			sep := func() {
+				if !first {
+					dst = append(dst, ',')
+				}
+				first = false
+			}
+			if p.start != 0 {
+				sep()
+				dst = append(dst, `"s":`...)
+				dst = strconv.AppendInt(dst, p.start, 10)
+			}
+			if p.end != 0 {
+				sep()
+				dst = append(dst, `"e":`...)
+				dst = strconv.AppendInt(dst, p.end, 10)
+			}
+			if p.id != "" {
+				sep()
+				dst = append(dst, `"id":`...)
+				dst = appendJSONString(dst, p.id)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}', '\n'), nil
+}
+
+func appendIntField(dst []byte, name string, v int64) []byte {
+	if v == 0 {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, name...)
+	dst = append(dst, '"', ':')
+	return strconv.AppendInt(dst, v, 10)
+}
+
+// appendJSONString appends s as a JSON string: plain printable ASCII as
+// is, anything else through encoding/json (escapes, invalid UTF-8).
+func appendJSONString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always encodes
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // RestoreInfo says what the last Restore did.
