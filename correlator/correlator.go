@@ -76,6 +76,10 @@ type Correlator struct {
 	prod    *bus.Producer
 	parts   map[int]*partition
 	pending []pendingFinding
+	// inflight is the batch a background flush is writing (nil when none);
+	// flushed receives its result. Only the Run goroutine touches them.
+	inflight []pendingFinding
+	flushed  chan error
 	// crashOnCancel makes Run return on cancellation without saving or
 	// committing anything, as a killed process would (tests).
 	crashOnCancel bool
@@ -106,6 +110,7 @@ type partition struct {
 	saved     int64 // offset covered by the last saved snapshot
 	committed int64
 	dirty     bool
+	savedAt   time.Time     // when its state was last saved (or assigned)
 	version   store.Version // of the snapshot document, for fencing
 }
 
@@ -212,6 +217,9 @@ func (c *Correlator) Run(ctx context.Context) error {
 	}
 	c.prod = prod
 	defer func() { _ = prod.Close() }()
+	// Whatever way Run ends, a background flush ends first (it uses the
+	// producer); its findings are written or left to the replay.
+	defer func() { _ = c.waitFlush() }()
 	dlq, err := bus.NewDLQ(bus.DLQOptions{Sender: prod, Topic: c.o.DLQTopic, Logger: c.o.Logger})
 	if err != nil {
 		return fmt.Errorf("correlator: %w", err)
@@ -253,7 +261,7 @@ func (c *Correlator) Run(ctx context.Context) error {
 
 	flush := time.NewTicker(c.o.FlushInterval)
 	defer flush.Stop()
-	snap := time.NewTicker(c.o.SnapshotInterval)
+	snap := time.NewTicker(c.snapshotTick())
 	defer snap.Stop()
 	c.log.WithFields(logrus.Fields{"group": c.o.Group, "topic": c.o.Topic}).Info("correlator consuming")
 	var out []*finding.Finding
@@ -264,8 +272,9 @@ func (c *Correlator) Run(ctx context.Context) error {
 		if c.crashOnCancel {
 			return nil
 		}
+		_ = c.waitFlush() // a failed batch is back in pending: the checkpoint writes it
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		err := c.checkpoint(sctx, cons)
+		err := c.checkpoint(sctx, cons, true)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("correlator: final checkpoint: %w", err)
@@ -295,27 +304,35 @@ func (c *Correlator) Run(ctx context.Context) error {
 				return err
 			}
 			if len(c.pending) >= 5000 {
-				if err := c.flush(ctx); err != nil {
+				// Back-pressure: wait for the batch in flight, then start
+				// this one.
+				if err := c.waitFlush(); err != nil {
 					if ctx.Err() != nil {
 						return final()
 					}
 					return err
 				}
+				c.startFlush(ctx)
 			}
 		case <-flush.C:
-			if err := c.flush(ctx); err != nil {
+			if c.inflight == nil {
+				c.startFlush(ctx)
+			}
+		case err := <-c.flushed:
+			if err := c.flushResult(err); err != nil {
 				if ctx.Err() != nil {
 					return final()
 				}
 				return err
 			}
 		case <-snap.C:
-			if err := c.checkpoint(ctx, cons); err != nil {
+			if err := c.checkpoint(ctx, cons, false); err != nil {
 				if ctx.Err() != nil {
 					return final()
 				}
 				return err
 			}
+			snap.Reset(c.snapshotTick())
 		}
 	}
 }
@@ -386,7 +403,11 @@ type snapshotDoc struct {
 	Group     string    `json:"group"`
 	Offset    int64     `json:"offset"` // the next offset: every earlier message is in the state
 	Updated   time.Time `json:"updated"`
-	State     *Snapshot `json:"state"`
+	// State is the state as a JSON object (the first format; read only).
+	State *Snapshot `json:"state,omitempty"`
+	// Encoding and Blob carry the state since SnapshotEncoding.
+	Encoding string `json:"state_encoding,omitempty"`
+	Blob     []byte `json:"state_blob,omitempty"`
 }
 
 func (c *Correlator) snapshotID(part int) string {
@@ -428,6 +449,9 @@ func (c *Correlator) assign(ctx context.Context, part int, offset int64, cur *pa
 	}
 	p.version = version
 	p.committed = offset
+	if p.savedAt.IsZero() {
+		p.savedAt = c.o.Now()
+	}
 	if p.skipBelow > offset {
 		c.m.restored.Inc()
 	} else if doc != nil && doc.Offset < offset {
@@ -452,23 +476,90 @@ func (c *Correlator) loadSnapshot(ctx context.Context, part int) (*snapshotDoc, 
 	if err != nil {
 		return nil, store.Version{}, fmt.Errorf("correlator: reading the snapshot of partition %d: %w", part, err)
 	}
-	var doc snapshotDoc
-	if err := json.Unmarshal(d.Source, &doc); err != nil {
+	doc, err := parseSnapshotDoc(d.Source)
+	if err != nil {
 		c.log.WithError(err).WithField("partition", part).Error("unreadable partition snapshot; starting with empty state")
 		return nil, d.Version, nil
 	}
-	return &doc, d.Version, nil
+	return doc, d.Version, nil
 }
 
-// flush makes the pending findings durable: first on the findings topic,
-// then in the store (a crash in between is caught by the replay guard,
-// which looks in the store).
+// parseSnapshotDoc reads a stored partition snapshot in either format.
+func parseSnapshotDoc(src []byte) (*snapshotDoc, error) {
+	var doc snapshotDoc
+	if err := json.Unmarshal(src, &doc); err != nil {
+		return nil, fmt.Errorf("reading the snapshot document: %w", err)
+	}
+	switch doc.Encoding {
+	case "":
+	case SnapshotEncoding:
+		st, err := decodeSnapshot(doc.Blob)
+		if err != nil {
+			return nil, err
+		}
+		doc.State, doc.Blob = st, nil
+	default:
+		return nil, fmt.Errorf("snapshot state encoding %q is unknown (written by a newer version?)", doc.Encoding)
+	}
+	return &doc, nil
+}
+
+// startFlush hands the pending findings to a background flush, so that
+// event handling goes on while they are written (a flush waits on Kafka and
+// the store for tens of milliseconds, several times a second). At most one
+// runs; the checkpoint waits for it before saving state and committing.
+func (c *Correlator) startFlush(ctx context.Context) {
+	if c.inflight != nil || len(c.pending) == 0 {
+		return
+	}
+	if c.flushed == nil {
+		c.flushed = make(chan error, 1)
+	}
+	batch := c.pending
+	c.inflight, c.pending = batch, nil
+	go func() { c.flushed <- c.write(ctx, batch) }()
+}
+
+// flushResult ends the background flush: on error its findings go back in
+// front of the pending ones (they are written again, with the same ids).
+func (c *Correlator) flushResult(err error) error {
+	if err != nil {
+		c.pending = append(c.inflight, c.pending...)
+	}
+	c.inflight = nil
+	return err
+}
+
+// waitFlush waits for the background flush, if one runs.
+func (c *Correlator) waitFlush() error {
+	if c.inflight == nil {
+		return nil
+	}
+	return c.flushResult(<-c.flushed)
+}
+
+// flush makes the pending findings durable now: after the background flush,
+// if any (the checkpoint needs every finding of the saved state written).
 func (c *Correlator) flush(ctx context.Context) error {
+	if err := c.waitFlush(); err != nil {
+		return err
+	}
 	if len(c.pending) == 0 {
 		return nil
 	}
-	fs := make([]*finding.Finding, 0, len(c.pending))
-	for _, pf := range c.pending {
+	if err := c.write(ctx, c.pending); err != nil {
+		return err
+	}
+	c.pending = c.pending[:0]
+	return nil
+}
+
+// write makes findings durable: first on the findings topic, then in the
+// store (a crash in between is caught by the replay guard, which looks in
+// the store).
+func (c *Correlator) write(ctx context.Context, pending []pendingFinding) error {
+	fs := make([]*finding.Finding, 0, len(pending))
+	for _, pf := range pending {
 		if pf.guard {
 			_, err := c.o.Store.Get(ctx, pf.f.Scope(), store.Findings, pf.f.ID)
 			if err == nil {
@@ -482,11 +573,7 @@ func (c *Correlator) flush(ctx context.Context) error {
 		}
 		fs = append(fs, pf.f)
 	}
-	if err := c.publish(ctx, fs); err != nil {
-		return err
-	}
-	c.pending = c.pending[:0]
-	return nil
+	return c.publish(ctx, fs)
 }
 
 // publish produces then bulk-stores findings.
@@ -541,11 +628,28 @@ func (c *Correlator) publishNow(ctx context.Context, fs []*finding.Finding) erro
 	return c.publish(ctx, fs)
 }
 
-// checkpoint flushes findings, closes idle windows, saves the state of
-// every partition that changed with the offset it covers, and commits that
-// offset: the committed offset never passes the saved state, so a restart
-// or a moved partition resumes exactly where the state ends.
-func (c *Correlator) checkpoint(ctx context.Context, cons *bus.Consumer) error {
+// snapshotTick is the checkpoint period: each checkpoint saves one
+// partition (the one saved longest ago), so every partition is saved about
+// once per SnapshotInterval and event handling pauses for one partition's
+// serialisation at a time instead of all of them at once.
+func (c *Correlator) snapshotTick() time.Duration {
+	n := len(c.parts)
+	if n < 1 {
+		n = 1
+	}
+	d := c.o.SnapshotInterval / time.Duration(n)
+	if min := c.o.SnapshotInterval / 16; d < min {
+		d = min
+	}
+	return d
+}
+
+// checkpoint flushes findings, closes idle windows, saves the state of the
+// partition that changed and was saved longest ago (every changed one when
+// all is true) with the offset it covers, and commits that offset: the
+// committed offset never passes the saved state, so a restart or a moved
+// partition resumes exactly where the state ends.
+func (c *Correlator) checkpoint(ctx context.Context, cons *bus.Consumer, all bool) error {
 	now := c.o.Now()
 	var out []*finding.Finding
 	for _, p := range c.parts {
@@ -561,9 +665,17 @@ func (c *Correlator) checkpoint(ctx context.Context, cons *bus.Consumer) error {
 	if err := c.flush(ctx); err != nil {
 		return err
 	}
+	oldest := -1
+	if !all {
+		for id, p := range c.parts {
+			if p.dirty && (oldest < 0 || p.savedAt.Before(c.parts[oldest].savedAt)) {
+				oldest = id
+			}
+		}
+	}
 	var commits []bus.Message
 	for id, p := range c.parts {
-		if p.dirty {
+		if p.dirty && (all || id == oldest) {
 			lost, err := c.saveSnapshot(ctx, p)
 			if err != nil {
 				return err
@@ -601,8 +713,12 @@ func (c *Correlator) saveSnapshot(ctx context.Context, p *partition) (lost bool,
 	if err != nil {
 		return false, fmt.Errorf("correlator: partition %d: %w", p.id, err)
 	}
+	blob, err := encodeSnapshot(st)
+	if err != nil {
+		return false, fmt.Errorf("correlator: partition %d: %w", p.id, err)
+	}
 	doc := snapshotDoc{Kind: SnapshotKind, Partition: c.o.Topic + "/" + strconv.Itoa(p.id), Group: c.o.Group, Offset: p.next,
-		Updated: c.o.Now().UTC(), State: st}
+		Updated: c.o.Now().UTC(), Encoding: SnapshotEncoding, Blob: blob}
 	src, err := json.Marshal(doc)
 	if err != nil {
 		return false, fmt.Errorf("correlator: encoding the snapshot of partition %d: %w", p.id, err)
@@ -616,7 +732,7 @@ func (c *Correlator) saveSnapshot(ctx context.Context, p *partition) (lost bool,
 			v, err = c.o.Store.Update(ctx, store.RegionalScope(), store.RulesState, d, store.WriteOptions{})
 		}
 		if err == nil {
-			p.version, p.saved = v, p.next
+			p.version, p.saved, p.savedAt = v, p.next, c.o.Now()
 			c.m.snapshots.Inc()
 			c.m.snapshotBytes.Set(float64(len(src)))
 			return false, nil
