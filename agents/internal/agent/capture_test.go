@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -199,5 +200,27 @@ func TestMemoryLimitFor(t *testing.T) {
 		if _, err := ParseConfig([]byte(bad)); err == nil || !strings.Contains(err.Error(), "memory_limit") {
 			t.Errorf("%q: %v", bad, err)
 		}
+	}
+}
+
+func TestMaxProcsFor(t *testing.T) {
+	off, on := policy.Policy{}, policy.Policy{}
+	on.Capture.Enabled = true
+	var c Config
+	if got := MaxProcsFor(c, off); got != 1 {
+		t.Errorf("logs only: GOMAXPROCS %d, want 1", got)
+	}
+	if got := MaxProcsFor(c, on); got != runtime.NumCPU() {
+		t.Errorf("capture on: GOMAXPROCS %d, want %d", got, runtime.NumCPU())
+	}
+	c, err := ParseConfig([]byte("max_procs: 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := MaxProcsFor(c, off); got != 3 {
+		t.Errorf("max_procs 3: got %d", got)
+	}
+	if _, err := ParseConfig([]byte("max_procs: -1\n")); err == nil || !strings.Contains(err.Error(), "max_procs") {
+		t.Errorf("max_procs -1: %v, want an error naming max_procs", err)
 	}
 }

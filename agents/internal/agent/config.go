@@ -34,6 +34,12 @@ type Config struct {
 	// "off". Default (empty): 40 MiB, 80 MiB while the policy turns
 	// packet capture on. The GOMEMLIMIT environment variable wins.
 	MemoryLimit MemoryLimit `yaml:"memory_limit"`
+	// MaxProcs is how many cores the agent's Go code may use at once
+	// (Go's GOMAXPROCS). Default (0): 1 while packet capture is off (every
+	// hand-off between two threads costs a wake-up; one is plenty for
+	// logs), all cores while it is on. The GOMAXPROCS environment variable
+	// wins.
+	MaxProcs int `yaml:"max_procs"`
 }
 
 // MemoryLimit is a size, 0 for the default, or -1 for "off".
@@ -180,6 +186,8 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("spool.max_bytes %s is below 1MiB", c.Spool.MaxBytes)
 	case c.Spool.MaxAge < time.Minute:
 		return fmt.Errorf("spool.max_age %s is below 1m", c.Spool.MaxAge)
+	case c.MaxProcs < 0:
+		return fmt.Errorf("max_procs %d is negative: use 0 for the default", c.MaxProcs)
 	case c.MemoryLimit > 0 && c.MemoryLimit < 16<<20:
 		return fmt.Errorf("memory_limit %s is below 16MiB: the agent would spend its time collecting garbage", ByteSize(c.MemoryLimit))
 	}

@@ -45,12 +45,15 @@ type Status struct {
 	Counters heartbeat.Counters        `json:"counters"`
 	Capture  *heartbeat.CaptureCounter `json:"capture,omitempty"` // when the policy turns capture on
 	// MemoryLimit is the Go soft memory limit in force (bytes; 0 none).
-	MemoryLimit int64                   `json:"memory_limit,omitempty"`
-	Sources     []heartbeat.SourceState `json:"sources"`
-	Spool       SpoolStatus             `json:"spool"`
-	Cert        CertStatus              `json:"cert"`
-	Policy      PolicyStatus            `json:"policy"`
-	Problems    []string                `json:"problems,omitempty"`
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	// MaxProcs is the GOMAXPROCS the agent set (0: left to Go or to the
+	// GOMAXPROCS environment variable).
+	MaxProcs int                     `json:"max_procs,omitempty"`
+	Sources  []heartbeat.SourceState `json:"sources"`
+	Spool    SpoolStatus             `json:"spool"`
+	Cert     CertStatus              `json:"cert"`
+	Policy   PolicyStatus            `json:"policy"`
+	Problems []string                `json:"problems,omitempty"`
 }
 
 // SpoolStatus is the spool's limits (its depth is in Counters).

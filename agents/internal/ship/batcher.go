@@ -8,11 +8,13 @@
 // sequence numbers from a seq.Store (persisted first), seals them with the
 // agent's signer and appends them to the spool; only then does it
 // acknowledge the records to their source, so the source's checkpoint
-// moves only once the data is in the spool. The spool is the durable copy
-// from then on (it fsyncs every append unless its NoSync option is set),
-// and it gives an entry up only when the Shipper has Kafka's
+// moves only once the data is in the spool. The spool is the copy from
+// then on, and it gives an entry up only when the Shipper has Kafka's
 // acknowledgement, or when it is full or too old (drops counted in its
-// Stats).
+// Stats). With a spool that defers its fsyncs (group commit), a source
+// implementing source.SpoolAcker is told the spool entry with its
+// acknowledgement and orders its own checkpoint fsync after the spool's;
+// any other source is acknowledged only after BatcherOptions.SyncSpool.
 //
 // The Shipper sends spooled batches to csirt.raw.v1 with the agent id as
 // key and retries with capped exponential backoff and jitter. After a crash
@@ -61,11 +63,18 @@ type Sequencer interface {
 	Reserve(k seq.Key, n int) (first uint64, err error)
 }
 
-// Appender is where sealed batches go. Append must return only once data
-// is durable (or return an error, in which case the batcher retries the
-// same bytes). *spool.Spool implements it.
+// Appender is where sealed batches go. Append returns an error or nil once
+// the data is in the spool; on error the batcher retries the same bytes.
+// Unless BatcherOptions.SyncSpool or AckSpooled is set, the data must be
+// durable when Append returns. *spool.Spool implements it.
 type Appender interface {
 	Append(data []byte) error
+}
+
+// IDAppender is an Appender that also returns the spool entry id, for
+// BatcherOptions.AckSpooled. *spool.Spool implements it.
+type IDAppender interface {
+	AppendID(data []byte) (uint64, error)
 }
 
 // BatcherOptions configure a Batcher. AgentID, EntityID, Signer, Sequencer,
@@ -80,6 +89,15 @@ type BatcherOptions struct {
 	// spool: the source's Ack. It receives, per cursor origin, the last
 	// cursor of the batch.
 	Ack func(cursors ...source.Cursor) error
+	// SyncSpool, when set, makes the spool's appends durable; the batcher
+	// calls it before Ack (the spool defers its fsyncs: group commit).
+	SyncSpool func() error
+	// AckSpooled, when set, replaces Ack (and SyncSpool): it is called
+	// right after the append with the spool entry holding the batch
+	// (source.SpoolAcker), durable or not. Spool must be an IDAppender.
+	AckSpooled func(ref source.SpoolRef, cursors ...source.Cursor) error
+	// SpoolRun is the spool's run (spool.Mark), for AckSpooled.
+	SpoolRun string
 
 	// MaxRecords flushes a stream's batch at this many records. Default
 	// 500, at most envelope.MaxRecords.
@@ -131,7 +149,7 @@ func (o BatcherOptions) withDefaults() (BatcherOptions, error) {
 	switch {
 	case o.AgentID == "" || o.EntityID == "":
 		return o, errors.New("batcher options: agent id and entity id are required")
-	case o.Signer == nil || o.Sequencer == nil || o.Spool == nil || o.Ack == nil:
+	case o.Signer == nil || o.Sequencer == nil || o.Spool == nil || (o.Ack == nil && o.AckSpooled == nil):
 		return o, errors.New("batcher options: signer, sequencer, spool and ack are required")
 	case o.MaxRecords < 0 || o.MaxRecords > envelope.MaxRecords:
 		return o, fmt.Errorf("batcher options: max_records %d not in 1..%d", o.MaxRecords, envelope.MaxRecords)
@@ -139,6 +157,9 @@ func (o BatcherOptions) withDefaults() (BatcherOptions, error) {
 		return o, fmt.Errorf("batcher options: max_bytes %d too large (a batch must stay below %d bytes)", o.MaxBytes, envelope.MaxBatchSize)
 	case o.Linger < 0 || o.RetryBackoff < 0 || o.MaxRetryBackoff < o.RetryBackoff:
 		return o, errors.New("batcher options: negative linger or retry backoff, or max below min")
+	}
+	if _, ok := o.Spool.(IDAppender); o.AckSpooled != nil && !ok {
+		return o, errors.New("batcher options: ack_spooled needs a spool that returns entry ids")
 	}
 	return o, nil
 }
@@ -322,8 +343,14 @@ func (b *Batcher) flush(ctx context.Context, p *pendingBatch) error {
 		return fmt.Errorf("sealing batch %s/%d of %d records: %w", p.stream, first, len(p.records), err)
 	}
 	wait := b.opts.RetryBackoff
+	var id uint64
 	for {
-		err := b.opts.Spool.Append(data)
+		var err error
+		if ia, ok := b.opts.Spool.(IDAppender); ok && b.opts.AckSpooled != nil {
+			id, err = ia.AppendID(data)
+		} else {
+			err = b.opts.Spool.Append(data)
+		}
 		if err == nil {
 			break
 		}
@@ -336,13 +363,28 @@ func (b *Batcher) flush(ctx context.Context, p *pendingBatch) error {
 	}
 	b.batches.Add(1)
 	b.records.Add(uint64(len(p.records)))
-	if err := b.opts.Ack(lastPerOrigin(p.cursors)...); err != nil {
+	if err := b.ack(id, lastPerOrigin(p.cursors)); err != nil {
 		// The batch is safe in the spool; the source only keeps an older
 		// checkpoint and re-reads after a restart (duplicates, no loss).
 		b.ackErrs.Add(1)
 		b.log.WithError(err).WithField("stream", p.stream).Warn("cannot acknowledge spooled records to their source")
 	}
 	return nil
+}
+
+// ack acknowledges the cursors of a batch appended as spool entry id.
+func (b *Batcher) ack(id uint64, cursors []source.Cursor) error {
+	if b.opts.AckSpooled != nil {
+		return b.opts.AckSpooled(source.SpoolRef{Run: b.opts.SpoolRun, ID: id}, cursors...)
+	}
+	if b.opts.SyncSpool != nil {
+		// Not acknowledged unless durable: after a restart the source
+		// reads the lines again (duplicates, no loss).
+		if err := b.opts.SyncSpool(); err != nil {
+			return fmt.Errorf("making the spool durable before the checkpoint: %w", err)
+		}
+	}
+	return b.opts.Ack(cursors...)
 }
 
 // lastPerOrigin keeps the last cursor of each origin, in order of first

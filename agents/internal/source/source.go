@@ -88,11 +88,41 @@ type Source interface {
 // io.Closer: the agent calls Close once Run returned and the last Ack was
 // made, before a source of the same name is built again.
 
+// SpoolRef names the spool entry holding acknowledged records: the spool's
+// run (random per agent start) and the entry id (see spool.Mark).
+type SpoolRef struct {
+	Run string
+	ID  uint64
+}
+
+// SpoolAcker is implemented by sources that can checkpoint positions whose
+// spool entry is not yet durable (the spool fsyncs in groups). AckSpooled
+// is Ack, plus the spool entry that holds the records: the source keeps
+// it with its checkpoint, calls Deps.Spool.Sync before it fsyncs the
+// checkpoint, and after a power loss ignores a checkpoint whose entry
+// Deps.Spool.Covers says is gone (docs/agent.md, "Power loss"). Sources
+// that do not implement it are acknowledged only once the entry is
+// durable.
+type SpoolAcker interface {
+	AckSpooled(ref SpoolRef, cursors ...Cursor) error
+}
+
+// SpoolDeps tell a SpoolAcker about the spool. The zero value means no
+// spool (Ack is only called for durable records).
+type SpoolDeps struct {
+	// Sync makes every spool entry appended so far durable.
+	Sync func() error
+	// Covers reports whether the entry a SpoolRef names is still in the
+	// spool, or left it acknowledged (spool.Mark.Covers).
+	Covers func(run string, id uint64) bool
+}
+
 // Deps are what the agent gives every source.
 type Deps struct {
 	Logger   logrus.FieldLogger // default: discard
 	StateDir string             // where a source keeps its checkpoints
 	Now      func() time.Time   // default time.Now
+	Spool    SpoolDeps          // for SpoolAcker sources; zero: none
 }
 
 // WithDefaults fills in the zero fields.

@@ -27,7 +27,27 @@
 // Open scans every segment. The first entry that is short or fails its CRC
 // ends the segment: the file is truncated there with a warning naming the
 // bytes cut (a torn write of the last append before a crash). This is
-// never fatal. Appends are fsynced unless Options.NoSync.
+// never fatal. Open then fsyncs every segment, so that whatever a restart
+// finds in the spool is durable (after a SIGKILL it may have been in the
+// page cache only).
+//
+// Appends are fsynced unless Options.NoSync or Options.DeferSync. With
+// DeferSync an append is one pwrite, and Sync fsyncs what was appended
+// since the last one (the agent's group commit: whoever needs appended
+// entries durable calls Sync first, see docs/agent.md "Power loss"). Two
+// rules keep what survives a power loss a prefix of what was appended: the
+// segment being appended to is fsynced before a new one starts, and an
+// entry is only ever written after the entries before it. So after a power
+// loss the spool holds the entries with ids below some n, and Mark tells
+// which n the spool found at Open: entries below Mark().Next exist on disk
+// for good (until acknowledged), entries from it on were written by this
+// run.
+//
+// The head file is written in place at every Ack without fsync: after a
+// power loss it may point to an older entry and batches already
+// acknowledged are sent again, under their own sequence numbers (the
+// collector drops such duplicates). It never points past the entries on
+// disk: Open clamps it.
 //
 // # Limits
 //
@@ -41,7 +61,9 @@ package spool
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -98,8 +120,11 @@ type Options struct {
 	// MaxEntryBytes is the largest entry accepted. Default 1 MiB; at most
 	// SegmentBytes and 64 MiB.
 	MaxEntryBytes int
-	// NoSync skips fsync on append and head writes (tests, benchmarks).
+	// NoSync skips every fsync (tests, benchmarks).
 	NoSync bool
+	// DeferSync makes Append skip its fsync; Sync makes the appended
+	// entries durable (see "Crash safety").
+	DeferSync bool
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives recovery and drop warnings. Default: discard.
@@ -202,7 +227,24 @@ type Spool struct {
 	headF    *os.File // head log, appended on every head move
 	headSize int64
 	wake     chan struct{} // closed and replaced on append and close
+	unsynced bool          // the tail segment has appends not yet fsynced (DeferSync)
+	mark     Mark
 }
+
+// Mark identifies what a spool held when it was opened: Run is random,
+// new at every Open; entries with ids below Next were on disk at Open (and
+// were fsynced by it). Together they tell whether an entry id recorded
+// elsewhere (a source checkpoint) is still backed by the spool after a
+// power loss: it is when it was recorded in this run, or is below Next.
+type Mark struct {
+	Run  string
+	Next uint64
+}
+
+// Covers reports whether entry id, recorded during run, is known to be in
+// the spool or to have left it acknowledged: it was recorded by this run,
+// or it is below the first id not on disk at Open.
+func (m Mark) Covers(run string, id uint64) bool { return run == m.Run || id < m.Next }
 
 // Open opens or creates the spool in dir and recovers its state.
 func Open(dir string, opts Options) (*Spool, error) {
@@ -217,7 +259,38 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if err := s.recover(); err != nil {
 		return nil, errors.Join(err, s.closeFiles())
 	}
+	var run [12]byte
+	if _, err := rand.Read(run[:]); err != nil {
+		return nil, errors.Join(fmt.Errorf("spool: %w", err), s.closeFiles())
+	}
+	s.mark = Mark{Run: hex.EncodeToString(run[:]), Next: s.nextID}
 	return s, nil
+}
+
+// Mark returns what the spool held at Open (see Mark).
+func (s *Spool) Mark() Mark { return s.mark }
+
+// Sync makes every entry appended so far durable (fsync of the segment
+// being appended to; earlier ones were fsynced when it started). Without
+// DeferSync it has nothing to do.
+func (s *Spool) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.syncTail()
+}
+
+func (s *Spool) syncTail() error {
+	if !s.unsynced {
+		return nil
+	}
+	if err := s.sync(s.segs[len(s.segs)-1].f); err != nil {
+		return err
+	}
+	s.unsynced = false
+	return nil
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%s%020d%s", segPrefix, first, segSuffix) }
@@ -258,6 +331,12 @@ func (s *Spool) recover() error {
 		if n := len(s.segs); n > 0 && seg.first < s.segs[n-1].next() {
 			_ = seg.f.Close()
 			return fmt.Errorf("spool: segment %s overlaps the previous one: the directory was tampered with", seg.path)
+		}
+		// What this start sees must stay: after a SIGKILL it may be in the
+		// page cache only (Mark relies on it).
+		if err := s.sync(seg.f); err != nil {
+			_ = seg.f.Close()
+			return err
 		}
 		s.segs = append(s.segs, seg)
 	}
@@ -407,6 +486,13 @@ func (s *Spool) syncDir() error {
 }
 
 func (s *Spool) newSegment(first uint64) error {
+	// Entries of the current tail are durable before any entry of the new
+	// segment can be: what a power loss leaves is a prefix.
+	if len(s.segs) > 0 {
+		if err := s.syncTail(); err != nil {
+			return err
+		}
+	}
 	path := filepath.Join(s.dir, segName(first))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -540,7 +626,7 @@ func (s *Spool) writeHead() error {
 			return fmt.Errorf("spool: writing head: %w", err)
 		}
 		s.headSize += headRecord
-		return s.sync(s.headF)
+		return nil // no fsync: see "Crash safety" in the package comment
 	}
 	tmp := filepath.Join(s.dir, headFile+".tmp")
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
@@ -665,23 +751,39 @@ func (s *Spool) refreshDepth() {
 // MaxEntryBytes is refused with ErrTooLarge; a write error (a full disk)
 // leaves the spool as it was.
 func (s *Spool) Append(data []byte) error {
+	_, err := s.AppendID(data)
+	return err
+}
+
+// AppendID is Append returning the id of the new entry.
+func (s *Spool) AppendID(data []byte) (uint64, error) {
 	if len(data) > s.opts.MaxEntryBytes {
-		return fmt.Errorf("%w: %d bytes (at most %d)", ErrTooLarge, len(data), s.opts.MaxEntryBytes)
+		return 0, fmt.Errorf("%w: %d bytes (at most %d)", ErrTooLarge, len(data), s.opts.MaxEntryBytes)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return 0, ErrClosed
 	}
+	id, err := s.append(data)
+	if err != nil {
+		return 0, err
+	}
+	close(s.wake)
+	s.wake = make(chan struct{})
+	return id, nil
+}
+
+func (s *Spool) append(data []byte) (uint64, error) {
 	now := s.opts.Now()
 	if err := s.expire(now); err != nil {
-		return err
+		return 0, err
 	}
 	need := int64(entryHeader + len(data))
 	tail := s.segs[len(s.segs)-1]
 	if tail.count > 0 && tail.size+need > s.opts.SegmentBytes {
 		if err := s.newSegment(s.nextID); err != nil {
-			return err
+			return 0, err
 		}
 		if s.head.id == s.nextID { // empty: head and cursor move to the new segment
 			s.head = pos{seg: len(s.segs) - 1, off: int64(len(segHeader)), id: s.nextID}
@@ -690,7 +792,7 @@ func (s *Spool) Append(data []byte) error {
 		}
 	}
 	if err := s.makeRoom(need); err != nil {
-		return err
+		return 0, err
 	}
 	tail = s.segs[len(s.segs)-1]
 	buf := make([]byte, entryHeader+len(data))
@@ -702,20 +804,21 @@ func (s *Spool) Append(data []byte) error {
 	if _, err := tail.f.WriteAt(buf, tail.size); err != nil {
 		// Cut whatever part was written so the next append starts clean.
 		_ = tail.f.Truncate(tail.size)
-		return fmt.Errorf("spool: appending to %s: %w", tail.path, err)
+		return 0, fmt.Errorf("spool: appending to %s: %w", tail.path, err)
 	}
-	if err := s.sync(tail.f); err != nil {
+	if s.opts.DeferSync {
+		s.unsynced = true
+	} else if err := s.sync(tail.f); err != nil {
 		_ = tail.f.Truncate(tail.size)
-		return err
+		return 0, err
 	}
+	id := s.nextID
 	tail.size += need
 	tail.count++
 	s.nextID++
 	s.stats.Appended++
 	s.refreshDepth()
-	close(s.wake)
-	s.wake = make(chan struct{})
-	return nil
+	return id, nil
 }
 
 // makeRoom drops the oldest segments until need more bytes fit in MaxBytes.
@@ -943,7 +1046,7 @@ func (s *Spool) Close() error {
 	}
 	s.closed = true
 	close(s.wake)
-	return s.closeFiles()
+	return errors.Join(s.syncTail(), s.closeFiles())
 }
 
 func (s *Spool) closeFiles() error {

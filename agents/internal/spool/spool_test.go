@@ -481,3 +481,56 @@ func TestHeadLog(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestDeferSyncMark: with DeferSync, AppendID numbers entries, Sync and
+// Close make them durable, and Mark tells a later run which entry ids were
+// on disk when it opened.
+func TestDeferSyncMark(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{DeferSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := s.Mark()
+	if m1.Next != 1 || m1.Run == "" {
+		t.Fatalf("fresh spool mark %+v, want next 1 and a run", m1)
+	}
+	for want := uint64(1); want <= 3; want++ {
+		id, err := s.AppendID([]byte("batch"))
+		if err != nil || id != want {
+			t.Fatalf("AppendID = %d, %v; want %d", id, err, want)
+		}
+		if !s.unsynced {
+			t.Fatal("DeferSync: an append must not fsync")
+		}
+	}
+	if err := s.Sync(); err != nil || s.unsynced {
+		t.Fatalf("Sync: %v, unsynced %v", err, s.unsynced)
+	}
+	if _, err := s.AppendID([]byte("batch 4")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir, Options{DeferSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	m2 := s2.Mark()
+	switch {
+	case m2.Next != 5 || m2.Run == m1.Run:
+		t.Fatalf("reopened mark %+v after %+v, want next 5 and a new run", m2, m1)
+	case !m2.Covers(m1.Run, 4) || m2.Covers(m1.Run, 5):
+		t.Fatal("an entry of an earlier run is covered exactly when it was on disk at Open")
+	case !m2.Covers(m2.Run, 99):
+		t.Fatal("an entry recorded by this run is covered")
+	}
+	if err := s2.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendID([]byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append after Close: %v", err)
+	}
+}

@@ -89,7 +89,7 @@ func TestLegacyJSONCheckpoint(t *testing.T) {
 	}
 	h.stop()
 	// Turn the slot file back into the JSON file an earlier version wrote.
-	f, saved, err := openCheckpoint(filepath.Join(state, "tail-test.ckpt"), "")
+	f, saved, err := openCheckpoint(filepath.Join(state, "tail-test.ckpt"), "", nil)
 	if err != nil || len(saved) != 1 {
 		t.Fatalf("checkpoint: %v %v", saved, err)
 	}

@@ -29,7 +29,11 @@
 //     reading resumes at the acknowledged offset: lines emitted but not
 //     acknowledged are read again, nothing else. After a power loss the
 //     checkpoint may be up to about a second old: those lines are read
-//     again (duplicates, never loss).
+//     again (duplicates, never loss). With AckSpooled the checkpoint also
+//     names the spool entry holding the lines; the spool is synced before
+//     the checkpoint is, and at start a slot whose entry a power loss took
+//     is passed over for the older, synced one (docs/agent.md, "Power
+//     loss").
 //   - A file that vanishes, cannot be opened, or is replaced by a directory
 //     gets an error status and a log line; the other files keep going and
 //     the path is retried at every poll.
@@ -210,6 +214,8 @@ type FileSource struct {
 	ckptErrs int
 	ckptF    *slotfile.File // guarded by mu; nil after Close
 	legacy   string         // JSON checkpoint of earlier versions, removed after the first write
+	spool    source.SpoolDeps
+	ref      source.SpoolRef // spool entry of the last AckSpooled; zero after an Ack; guarded by mu
 }
 
 // New builds a file source from its configuration (the registry factory).
@@ -247,8 +253,15 @@ func NewFileSource(name string, cfg Config, deps source.Deps) (*FileSource, erro
 		files:         map[fileKey]*tracked{},
 		byID:          map[uint64]*tracked{},
 		paths:         map[string]pathStatus{},
+		spool:         deps.Spool,
 	}
-	f, saved, err := openCheckpoint(s.ckpt, s.legacy)
+	f, saved, err := openCheckpoint(s.ckpt, s.legacy, deps.Spool.Covers)
+	if errors.Is(err, slotfile.ErrRejected) {
+		// Both slots name spool entries a power loss took: their lines
+		// are neither in the spool nor (maybe) in Kafka. Read again.
+		s.log.WithError(err).Warn("checkpoint refers to batches lost from the spool in a power loss; files will be read from their beginning (duplicates, no loss)")
+		saved, err = map[fileKey]ckptEntry{}, nil
+	}
 	if err != nil {
 		// A damaged checkpoint must not stop the agent: re-read (duplicates,
 		// not loss) and say so.
@@ -847,7 +860,10 @@ func (s *FileSource) Close() error {
 	if s.ckptF == nil {
 		return nil
 	}
-	err := s.ckptF.Close()
+	err := s.spoolSyncLocked()
+	if cerr := s.ckptF.Close(); err == nil {
+		err = cerr
+	}
 	s.ckptF = nil
 	if err != nil {
 		return fmt.Errorf("file source %q: closing the checkpoint: %w", s.name, err)
@@ -855,8 +871,34 @@ func (s *FileSource) Close() error {
 	return nil
 }
 
-// Ack checkpoints the acknowledged offsets.
+// spoolSyncLocked makes the spool entries the checkpoint refers to durable
+// before the checkpoint itself is fsynced. s.mu is held, so no Ack comes
+// in between.
+func (s *FileSource) spoolSyncLocked() error {
+	if s.spool.Sync == nil || !s.ckptF.Dirty() {
+		return nil
+	}
+	if err := s.spool.Sync(); err != nil {
+		return fmt.Errorf("syncing the spool before the checkpoint: %w", err)
+	}
+	return nil
+}
+
+// Ack checkpoints the acknowledged offsets; the caller made the records
+// durable.
 func (s *FileSource) Ack(cursors ...source.Cursor) error {
+	return s.ack(source.SpoolRef{}, cursors)
+}
+
+// AckSpooled checkpoints the acknowledged offsets of records held by spool
+// entry ref, which may not be durable yet (source.SpoolAcker): ref is kept
+// in the checkpoint, the spool is synced before the checkpoint is, and
+// after a power loss a checkpoint whose entry is gone is not used.
+func (s *FileSource) AckSpooled(ref source.SpoolRef, cursors ...source.Cursor) error {
+	return s.ack(ref, cursors)
+}
+
+func (s *FileSource) ack(ref source.SpoolRef, cursors []source.Cursor) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ckptF == nil {
@@ -877,6 +919,7 @@ func (s *FileSource) Ack(cursors ...source.Cursor) error {
 	if !changed {
 		return nil
 	}
+	s.ref = ref
 	return s.writeCheckpointLocked()
 }
 
@@ -908,6 +951,10 @@ type ckptEntry struct {
 type ckptFile struct {
 	Version int         `json:"version"`
 	Files   []ckptEntry `json:"files"`
+	// SpoolRun and SpoolID name the spool entry holding the last lines
+	// acknowledged (AckSpooled); absent when they were durable.
+	SpoolRun string `json:"spool_run,omitempty"`
+	SpoolID  uint64 `json:"spool_id,omitempty"`
 }
 
 // matches reports whether f starts with the fingerprinted bytes.
@@ -928,8 +975,25 @@ func (c ckptEntry) matches(f *os.File, size int64) bool {
 // versions (legacy) instead. On a decoding error the returned file is
 // still usable (it is overwritten by the next Ack); a nil file means the
 // slot file itself is damaged.
-func openCheckpoint(path, legacy string) (*slotfile.File, map[fileKey]ckptEntry, error) {
-	f, payload, err := slotfile.Open(path, slotfile.Options{})
+//
+// With covers set, a slot naming a spool entry that covers says is gone
+// (lost in a power loss) is passed over for the other one; when both are,
+// the error wraps slotfile.ErrRejected and the file is usable.
+func openCheckpoint(path, legacy string, covers func(string, uint64) bool) (*slotfile.File, map[fileKey]ckptEntry, error) {
+	var accept func([]byte) bool
+	if covers != nil {
+		accept = func(payload []byte) bool {
+			var c ckptFile
+			if json.Unmarshal(payload, &c) != nil {
+				return true // decoding errors are reported below
+			}
+			return c.SpoolRun == "" || covers(c.SpoolRun, c.SpoolID)
+		}
+	}
+	f, payload, err := slotfile.OpenFunc(path, slotfile.Options{}, accept)
+	if errors.Is(err, slotfile.ErrRejected) {
+		return f, nil, fmt.Errorf("reading checkpoint: %w", err)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
@@ -946,6 +1010,11 @@ func (s *FileSource) syncCheckpoint() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ckptF == nil {
+		return
+	}
+	if err := s.spoolSyncLocked(); err != nil {
+		s.ckptErrs++
+		s.log.WithError(err).Warn("cannot sync the spool, so not the checkpoint either; retrying (after a power loss some lines may be read again)")
 		return
 	}
 	if err := s.ckptF.Sync(); err != nil {
@@ -1003,9 +1072,18 @@ func (s *FileSource) writeCheckpointLocked() error {
 		}
 	}
 	sort.Slice(c.Files, func(i, j int) bool { return c.Files[i].Path < c.Files[j].Path })
+	c.SpoolRun, c.SpoolID = s.ref.Run, s.ref.ID
 	b, err := json.Marshal(c)
 	if err != nil {
 		return fmt.Errorf("encoding checkpoint: %w", err)
+	}
+	if !s.ckptF.Fits(len(b)) && s.spool.Sync != nil {
+		// A rewrite fsyncs both slots with this state: its spool entry
+		// must be durable first.
+		if err := s.spool.Sync(); err != nil {
+			s.ckptErrs++
+			return fmt.Errorf("file source %q: syncing the spool before growing the checkpoint: %w", s.name, err)
+		}
 	}
 	if err := s.ckptF.Write(b); err != nil {
 		s.ckptErrs++

@@ -147,7 +147,7 @@ func cmdRun(version string, args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	a, err := agent.New(agent.Options{Config: cfg, Version: version, Central: newCentral(), Logger: log, MemoryLimit: true})
+	a, err := agent.New(agent.Options{Config: cfg, Version: version, Central: newCentral(), Logger: log, MemoryLimit: true, MaxProcs: true})
 	if err != nil {
 		log.WithError(err).Error("csirt-agent cannot start")
 		return 1

@@ -59,6 +59,52 @@ func procStats(t *testing.T, pid int) (cpu time.Duration, hwm, rss int64) {
 	return cpu, hwm, rss
 }
 
+// schedCPU sums the scheduler's exact run time (ns, /proc/PID/task/*/schedstat)
+// of pid's threads. /proc/PID/stat is sampled at the clock tick, which
+// over-charges a process whose timer wake-ups coincide with ticks.
+func schedCPU(pid int) time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var sum time.Duration
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
+}
+
+// ctxSwitches sums the voluntary context switches of pid's threads (a
+// thread going to sleep: each is a wake-up later) and the involuntary ones
+// (preempted: a busy machine).
+func ctxSwitches(pid int) (vol, invol int64) {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	for _, p := range tasks {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) != 2 {
+				continue
+			}
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "voluntary_ctxt_switches:":
+				vol += n
+			case "nonvoluntary_ctxt_switches:":
+				invol += n
+			}
+		}
+	}
+	return vol, invol
+}
+
 func shipped(t *testing.T, state string) uint64 {
 	st, err := agent.ReadStatus(state)
 	if err != nil {
@@ -127,6 +173,8 @@ func TestLoadReport(t *testing.T) {
 		const secs = 20
 		pid := ag.cmd.Process.Pid
 		cpu0, _, _ := procStats(t, pid)
+		sched0 := schedCPU(pid)
+		vol0, invol0 := ctxSwitches(pid)
 		t0 := time.Now()
 		n := 0
 		for time.Since(t0) < secs*time.Second {
@@ -138,6 +186,8 @@ func TestLoadReport(t *testing.T) {
 		}
 		wall := time.Since(t0)
 		cpu1, hwm, rss := procStats(t, pid)
+		sched1 := schedCPU(pid)
+		vol1, invol1 := ctxSwitches(pid)
 		deadline := time.Now().Add(30 * time.Second)
 		for shipped(t, state) < uint64(n) && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
@@ -147,6 +197,11 @@ func TestLoadReport(t *testing.T) {
 		fmt.Printf("load: machine load average %s", load)
 		fmt.Printf("load: %d lines/s of 250 B for %s: agent CPU %.2f%% of one core (%.2f%% per 1k lines/s), RSS %.1f MB (peak %.1f MB), shipped %d of %d\n",
 			rate, wall.Round(time.Second), cpuPct, cpuPct/(float64(rate)/1000), float64(rss)/1e6, float64(hwm)/1e6, shipped(t, state), n)
+		if st, err := agent.ReadStatus(state); err == nil {
+			fmt.Printf("load: %d lines/s: agent GOMAXPROCS %d (0: Go's default)\n", rate, st.MaxProcs)
+		}
+		fmt.Printf("load: %d lines/s: scheduler run time of the agent's threads %.2f%% of one core (/proc/PID/task/*/schedstat), context switches/s %.0f voluntary, %.0f involuntary\n",
+			rate, float64(sched1-sched0)/float64(wall)*100, float64(vol1-vol0)/wall.Seconds(), float64(invol1-invol0)/wall.Seconds())
 		fh.Close()
 		if err := ag.term(); err != nil {
 			t.Errorf("agent exit: %v", err)

@@ -60,6 +60,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrDamaged: the file exists but neither slot is valid.
 var ErrDamaged = errors.New("slot file: no valid slot (the file is damaged or is not a slot file)")
 
+// ErrRejected: OpenFunc's accept refused every valid slot. The File is
+// returned and usable (the next Write starts a new state).
+var ErrRejected = errors.New("slot file: no slot is backed by what it refers to (lost in a power loss)")
+
 // File is an open slot file. It is not safe for concurrent use: the caller
 // serialises Write, Sync and Close.
 type File struct {
@@ -85,6 +89,17 @@ type Options struct {
 // is created (durably) by the first Write. A file with no valid slot gives
 // ErrDamaged; the caller decides whether that is fatal.
 func Open(path string, opts Options) (*File, []byte, error) {
+	return OpenFunc(path, opts, nil)
+}
+
+// OpenFunc is Open where a valid slot counts only when accept returns true
+// for its payload (accept nil: every valid slot counts): the newest
+// accepted slot is returned, and the next Write overwrites the other one
+// with a higher generation. When no slot is accepted the payload is nil,
+// as for a missing file, and the error ErrRejected. A payload refers to
+// something outside the file (a spool entry) that a power loss may have
+// taken while the slot reached the disk; the caller's accept checks it.
+func OpenFunc(path string, opts Options, accept func(payload []byte) bool) (*File, []byte, error) {
 	sf := &File{path: path, noSync: opts.NoSync}
 	// Temporary files of a rewrite interrupted before its rename hold
 	// nothing the file does not.
@@ -114,6 +129,8 @@ func Open(path string, opts Options) (*File, []byte, error) {
 	sf.f, sf.slot = f, size/2
 	var best []byte
 	bestSlot := int64(-1)
+	var bestGen, maxGen uint64
+	anyValid := false
 	for i := range int64(2) {
 		b := make([]byte, sf.slot)
 		if _, err := f.ReadAt(b, i*sf.slot); err != nil {
@@ -121,13 +138,28 @@ func Open(path string, opts Options) (*File, []byte, error) {
 			return nil, nil, fmt.Errorf("reading %s: %w", path, err)
 		}
 		gen, payload, ok := decodeSlot(b)
-		if ok && (bestSlot < 0 || gen > sf.gen) {
-			best, bestSlot, sf.gen = payload, i, gen
+		if !ok {
+			continue
+		}
+		if !anyValid || gen > maxGen {
+			maxGen = gen
+		}
+		anyValid = true
+		if (accept == nil || accept(payload)) && (bestSlot < 0 || gen > bestGen) {
+			best, bestSlot, bestGen = payload, i, gen
 		}
 	}
-	if bestSlot < 0 {
+	if !anyValid {
 		_ = f.Close()
 		return nil, nil, fmt.Errorf("%w: %s", ErrDamaged, path)
+	}
+	// Writes continue above every generation on disk, so that a rejected
+	// slot can never win again.
+	sf.gen = maxGen
+	var rejected error
+	if bestSlot < 0 {
+		rejected = fmt.Errorf("%w: %s", ErrRejected, path)
+		bestSlot = 1 // the next Write overwrites slot 0
 	}
 	// Make what was read durable (a previous process may have been killed
 	// before its Sync) before the other slot is overwritten.
@@ -136,8 +168,12 @@ func Open(path string, opts Options) (*File, []byte, error) {
 		return nil, nil, err
 	}
 	sf.active = 1 - bestSlot
-	return sf, best, nil
+	return sf, best, rejected
 }
+
+// Fits reports whether a payload of n bytes can be written in place (one
+// pwrite); a larger one makes Write rewrite the file (fsynced, both slots).
+func (sf *File) Fits(n int) bool { return sf.f != nil && int64(headerSize+n) <= sf.slot }
 
 // decodeSlot checks one slot and returns its generation and payload.
 func decodeSlot(b []byte) (uint64, []byte, bool) {
