@@ -7,12 +7,15 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +25,6 @@ import (
 	"github.com/csirt-toscana/platform/correlator"
 	"github.com/csirt-toscana/platform/internal/bus"
 	"github.com/csirt-toscana/platform/internal/finding"
-	"github.com/csirt-toscana/platform/internal/loadgen"
 	"github.com/csirt-toscana/platform/internal/store/elastic"
 	"github.com/csirt-toscana/platform/internal/testenv"
 	"github.com/csirt-toscana/platform/rules/intel"
@@ -39,7 +41,7 @@ var (
 	loadRunEntities = flag.Int("loadrun.entities", 200, "loadgen entities")
 	loadRunIntel    = flag.Int("loadrun.indicators", 100_000, "synthetic indicators in the matcher")
 	loadRunDrain    = flag.Duration("loadrun.drain", 2*time.Minute, "how long to wait after a phase for the lag to reach 0")
-	loadRunProfile  = flag.String("loadrun.cpuprofile", "", "write a CPU profile of the test process (correlator, loadgen and the finding poller) to this file")
+	loadRunProfile  = flag.String("loadrun.cpuprofile", "", "write a CPU profile of the test process (the correlator and the test's lag sampling) to this file")
 )
 
 // synthLoadIndicators makes n reproducible indicators of mixed types
@@ -90,13 +92,15 @@ type loadPhase struct {
 	drained              bool
 	latencies            []time.Duration
 	findings, lateFinder int
+	cpu, loadgenCPU      time.Duration // of the test process (the correlator), of the loadgen process
 }
 
 // TestLoadRun drives the correlator (rule library + SigmaHQ rules +
 // synthetic indicators) with loadgen at fixed rates on the real Kafka and
 // Elasticsearch and prints, per rate, the achieved input rate, the
-// correlator's rate, the maximum consumer lag and the latency from event
-// write to finding searchable in the store.
+// correlator's rate, the maximum consumer lag, the latency from event
+// write to finding stored, and the CPU time of the correlator's process per
+// event. loadgen is the real `csirt loadgen`, in its own process.
 func TestLoadRun(t *testing.T) {
 	if !*loadRun {
 		t.Skip("load run not requested: pass -args -loadrun (needs real Kafka and Elasticsearch, takes minutes)")
@@ -184,10 +188,6 @@ func TestLoadRun(t *testing.T) {
 	c.Intel().Holder().Store(m)
 	t.Logf("matcher of %d indicators built in %s", m.Len(), time.Since(t0).Round(time.Millisecond))
 
-	prod, err := bus.NewProducer(bus.ProducerOptions{Options: opts})
-	require.NoError(t, err)
-	defer func() { _ = prod.Close() }()
-
 	lag := func() (end, committed int64) {
 		ends, err := bus.EndOffsets(ctx, opts, e.events)
 		if err != nil {
@@ -208,10 +208,11 @@ func TestLoadRun(t *testing.T) {
 		return end, committed
 	}
 
-	gen, err := loadgen.New(*loadRunEntities, 1)
-	require.NoError(t, err)
+	// loadgen runs as its own process, the real `csirt loadgen`, as an
+	// operator would run it: its CPU and garbage are not the correlator's.
+	csirt := testenv.Build(t, "csirt")
 	var phases []*loadPhase
-	for _, rate := range rates {
+	for i, rate := range rates {
 		ph := &loadPhase{rate: rate}
 		phases = append(phases, ph)
 		_, before := lag()
@@ -231,10 +232,18 @@ func TestLoadRun(t *testing.T) {
 				time.Sleep(500 * time.Millisecond)
 			}
 		}()
-		stats, err := loadgen.Run(ctx, loadgen.Options{Generator: gen, Sender: prod, Rate: rate, Duration: *loadRunDuration, EventsTopic: e.events})
-		require.NoError(t, err)
-		ph.sent, ph.sendTime = stats.Sent, stats.Elapsed
-		require.Zero(t, stats.Errors, "produce calls failed")
+		cpu0 := processCPU(t)
+		lg := exec.CommandContext(ctx, csirt, "loadgen", "--brokers", kafka, "--topic", e.events, //nolint:gosec // the repository's own binary
+			"--rate", strconv.FormatFloat(rate, 'f', 0, 64)+"/s", "--duration", loadRunDuration.String(),
+			"--entities", strconv.Itoa(*loadRunEntities), "--seed", strconv.Itoa(i+1))
+		out, err := lg.Output()
+		require.NoError(t, err, "csirt loadgen: %s", out)
+		ph.sendTime = time.Since(start)
+		ph.loadgenCPU = lg.ProcessState.UserTime() + lg.ProcessState.SystemTime()
+		done := regexp.MustCompile(`loadgen done: sent=(\d+) rate=\S+ errors=(\d+)`).FindStringSubmatch(string(out))
+		require.NotNil(t, done, "no final line from csirt loadgen: %s", out)
+		ph.sent, _ = strconv.ParseInt(done[1], 10, 64)
+		require.Equal(t, "0", done[2], "produce calls failed")
 		// Drain: wait for the correlator to commit everything sent.
 		deadline := time.Now().Add(*loadRunDrain)
 		for time.Now().Before(deadline) {
@@ -249,6 +258,7 @@ func TestLoadRun(t *testing.T) {
 		<-sampled
 		_, after := lag()
 		ph.processed, ph.processTime = after-before, time.Since(start)
+		ph.cpu = processCPU(t) - cpu0
 		time.Sleep(time.Second) // the last flush of findings
 		mu.Lock()
 		for _, f := range seenFindings[nBefore:] {
@@ -270,6 +280,9 @@ func TestLoadRun(t *testing.T) {
 			rate, ph.sent, ph.sendTime.Round(time.Millisecond), float64(ph.sent)/ph.sendTime.Seconds(),
 			ph.processed, ph.processTime.Round(time.Millisecond), float64(ph.processed)/ph.processTime.Seconds(), ph.drained,
 			ph.maxLag, ph.findings, ph.lateFinder, pct(ph.latencies, 0.50), pct(ph.latencies, 0.99), pct(ph.latencies, 1))
+		t.Logf("rate %.0f/s: CPU of the correlator's process %s = %.1f µs per event (%.0f events per CPU-second), %.2f cores over the phase; loadgen process %s",
+			rate, ph.cpu.Round(time.Millisecond), float64(ph.cpu.Microseconds())/float64(ph.processed), float64(ph.processed)/ph.cpu.Seconds(),
+			ph.cpu.Seconds()/ph.processTime.Seconds(), ph.loadgenCPU.Round(time.Millisecond))
 	}
 	fmt.Println("rate/s  sent/s  correlator/s  drained  max_lag  findings  p50  p99")
 	for _, ph := range phases {
@@ -295,4 +308,11 @@ func pct(sorted []time.Duration, q float64) time.Duration {
 	}
 	i := int(q * float64(len(sorted)-1))
 	return sorted[i].Round(time.Millisecond)
+}
+
+// processCPU is the CPU time (user + system) of this process so far.
+func processCPU(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
