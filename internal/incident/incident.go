@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/csirt-toscana/platform/internal/event"
@@ -483,11 +484,17 @@ func title(f *finding.Finding) string {
 	if name == "" {
 		name = f.RuleID
 	}
+	// "SSH brute force from one address" names the source already: the
+	// address follows a colon instead of a second "from".
+	from := " from "
+	if strings.Contains(name, " from ") {
+		from = ": "
+	}
 	switch {
 	case f.SourceIP != "" && f.Host != "":
-		return fmt.Sprintf("%s from %s on %s", name, f.SourceIP, f.Host)
+		return fmt.Sprintf("%s%s%s on %s", name, from, f.SourceIP, f.Host)
 	case f.SourceIP != "":
-		return fmt.Sprintf("%s from %s", name, f.SourceIP)
+		return name + from + f.SourceIP
 	case f.Host != "":
 		return fmt.Sprintf("%s on %s", name, f.Host)
 	}

@@ -25,7 +25,7 @@ func TestNewAttachAndRoundTrip(t *testing.T) {
 	k := KeyOf(f)
 	require.Equal(t, Key{Entity: "comune-prato", RuleGroup: "ssh brute force", Entities: "source.ip=203.0.113.7"}, k)
 	in := New(ID(k, WindowStart(at, time.Hour), 0), k, f, true, "test", at)
-	require.Equal(t, "SSH brute force from one address from 203.0.113.7 on srv1", in.Title)
+	require.Equal(t, "SSH brute force from one address: 203.0.113.7 on srv1", in.Title)
 	require.Equal(t, 1, in.FindingCount)
 	require.False(t, in.Attach(f, "test", at), "the same finding twice")
 	g := sample(at.Add(-time.Minute))
@@ -216,5 +216,20 @@ func TestDecodeRejects(t *testing.T) {
 	} {
 		_, err := Decode([]byte(doc))
 		require.Error(t, err, name)
+	}
+}
+
+func TestTitle(t *testing.T) {
+	for _, c := range []struct {
+		f    finding.Finding
+		want string
+	}{
+		{finding.Finding{RuleName: "SSH brute force from one address", SourceIP: "203.0.113.7", Host: "srv1"}, "SSH brute force from one address: 203.0.113.7 on srv1"},
+		{finding.Finding{RuleName: "Port scan", SourceIP: "198.51.100.4"}, "Port scan from 198.51.100.4"},
+		{finding.Finding{RuleName: "Port scan", SourceIP: "198.51.100.4", Host: "fw"}, "Port scan from 198.51.100.4 on fw"},
+		{finding.Finding{RuleID: "r-1", Host: "fw"}, "r-1 on fw"},
+		{finding.Finding{RuleName: "Webshell"}, "Webshell"},
+	} {
+		require.Equal(t, c.want, title(&c.f))
 	}
 }
