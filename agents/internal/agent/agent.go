@@ -26,6 +26,7 @@ import (
 
 	"github.com/csirt-toscana/platform/agents/internal/heartbeat"
 	"github.com/csirt-toscana/platform/agents/internal/identity"
+	"github.com/csirt-toscana/platform/agents/internal/kafkaout"
 	"github.com/csirt-toscana/platform/agents/internal/netsum"
 	"github.com/csirt-toscana/platform/agents/internal/seq"
 	"github.com/csirt-toscana/platform/agents/internal/ship"
@@ -242,16 +243,14 @@ func (a *Agent) buildTransport() (ship.Producer, error) {
 		if len(a.id.KafkaBootstrap) == 0 {
 			return nil, errors.New("transport.mode is kafka but enrolment gave no Kafka brokers: set transport.kafka_bootstrap or use mode auto")
 		}
-		p, err := bus.NewProducer(bus.ProducerOptions{
-			Options: bus.Options{
-				Brokers:     a.id.KafkaBootstrap,
-				TLS:         a.id.TLSConfig(),
-				ClientID:    "csirt-agent-" + a.id.AgentID,
-				DialTimeout: 5 * time.Second,
-			},
-			BatchTimeout: 2 * time.Millisecond,
+		// The agent's own synchronous producer: one round trip per send
+		// and no batching goroutines (package kafkaout).
+		p, err := kafkaout.New(kafkaout.Options{
+			Brokers:      a.id.KafkaBootstrap,
+			TLS:          a.id.TLSConfig(),
+			ClientID:     "csirt-agent-" + a.id.AgentID,
+			DialTimeout:  5 * time.Second,
 			Compression:  bus.Compression(strings.ToLower(a.cfg.Transport.Compression)),
-			MaxAttempts:  1, // the shipper's backoff paces retries
 			WriteTimeout: 10 * time.Second,
 			Logger:       a.log,
 		})
@@ -540,6 +539,9 @@ func (a *Agent) startGeneration(ctx context.Context, p policy.Policy) (*generati
 		if err != nil {
 			cancel()
 			return nil, err
+		}
+		if rn, ok := ns.src.(source.RoundNotifier); ok {
+			rn.NotifyRounds(b.RoundDone)
 		}
 		g.batchers = append(g.batchers, b)
 		ch := make(chan source.Record, 1024)

@@ -2,7 +2,7 @@
 // model"):
 //
 //	source --Record--> Batcher --Reserve, Seal, spool.Append, source.Ack
-//	spool --Next--> Shipper --bus.Producer.Produce (acks=all)--> spool.Ack
+//	spool --Next--> Shipper --Producer.Produce (acks=all)--> spool.Ack
 //
 // The Batcher groups records per stream into envelope batches, takes their
 // sequence numbers from a seq.Store (persisted first), seals them with the
@@ -179,6 +179,7 @@ type Batcher struct {
 	opts    BatcherOptions
 	log     logrus.FieldLogger
 	pending map[string]*pendingBatch // by stream
+	round   chan struct{}            // RoundDone signals, capacity 1
 
 	recordsIn, batches, records, appendErrs, ackErrs atomic.Uint64
 }
@@ -201,7 +202,19 @@ func NewBatcher(opts BatcherOptions) (*Batcher, error) {
 		opts:    opts,
 		log:     opts.Logger.WithField("component", "ship.batcher"),
 		pending: map[string]*pendingBatch{},
+		round:   make(chan struct{}, 1),
 	}, nil
+}
+
+// RoundDone tells the batcher that its source finished a read round and
+// has nothing more waiting (source.RoundNotifier): the records it sent so
+// far are batched and spooled now rather than after Linger. Call it after
+// sending the round's last record; it does not block.
+func (b *Batcher) RoundDone() {
+	select {
+	case b.round <- struct{}{}:
+	default: // one signal pending is enough
+	}
 }
 
 // Stats returns the counters.
@@ -226,7 +239,7 @@ func (b *Batcher) Run(ctx context.Context, in <-chan source.Record) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	armed := false
+	var armedAt time.Time // when the timer fires; zero when stopped
 	for {
 		select {
 		case <-ctx.Done():
@@ -240,18 +253,40 @@ func (b *Batcher) Run(ctx context.Context, in <-chan source.Record) error {
 			if err := b.add(ctx, r); err != nil {
 				return err
 			}
+		case <-b.round:
+			// The round's records were sent before the signal: they are
+			// in the channel's buffer (or already taken). Later records
+			// are left for the next round.
+			for n := len(in); n > 0; n-- {
+				r, ok := <-in
+				if !ok {
+					return b.flushAll(ctx)
+				}
+				if err := b.add(ctx, r); err != nil {
+					return err
+				}
+			}
+			if err := b.flushAll(ctx); err != nil {
+				return err
+			}
 		case <-timer.C:
-			armed = false
+			armedAt = time.Time{}
 			if err := b.flushDue(ctx); err != nil {
 				return err
 			}
 		}
-		if next, ok := b.nextDue(); ok {
-			if armed {
-				timer.Stop()
-			}
+		// The timer is moved only when the earliest due time changed, and
+		// stopped when nothing is pending, so that it wakes the agent only
+		// for a batch that is due.
+		next, ok := b.nextDue()
+		switch {
+		case ok && !next.Equal(armedAt):
+			timer.Stop()
 			timer.Reset(max(0, next.Sub(b.opts.Now())))
-			armed = true
+			armedAt = next
+		case !ok && !armedAt.IsZero():
+			timer.Stop()
+			armedAt = time.Time{}
 		}
 	}
 }

@@ -207,3 +207,44 @@ func TestBatcherRejectsBadStreamBeforeReserving(t *testing.T) {
 	events, _ := j.snapshot()
 	require.Empty(t, events, "no number reserved for a batch that cannot be sealed")
 }
+
+// TestRoundDoneFlushesWithoutLinger: with an hour of linger, a batch
+// leaves only when the source says its read round is over, and holds
+// every record sent before the signal.
+func TestRoundDoneFlushesWithoutLinger(t *testing.T) {
+	j := &journal{}
+	b, err := NewBatcher(BatcherOptions{
+		AgentID: testAgent, EntityID: testEntity, Signer: testSigner(t), Sequencer: j, Spool: j, Ack: j.Ack,
+		Linger: time.Hour,
+	})
+	require.NoError(t, err)
+	in := make(chan source.Record, 16)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, in) }()
+	spooled := func() int { _, bs := j.snapshot(); return len(bs) }
+	for round := 1; round <= 3; round++ {
+		for i := range 5 {
+			in <- source.Record{Stream: "s", Kind: envelope.KindRawLine, Data: []byte{byte('a' + i)}, Cursor: source.Cursor{Origin: 1, Offset: int64(i)}}
+		}
+		b.RoundDone()
+		deadline := time.Now().Add(10 * time.Second)
+		for spooled() < round && time.Now().Before(deadline) {
+			select {
+			case err := <-done:
+				t.Fatalf("batcher stopped: %v", err)
+			default:
+			}
+			time.Sleep(time.Millisecond)
+		}
+		_, bs := j.snapshot()
+		require.Len(t, bs, round, "round %d not spooled although linger is an hour", round)
+		require.Len(t, bs[round-1].Records, 5, "round %d: the batch must hold every record sent before RoundDone", round)
+	}
+	// A signal with nothing pending spools nothing.
+	b.RoundDone()
+	time.Sleep(20 * time.Millisecond)
+	require.Equal(t, 3, spooled())
+	cancel()
+	require.NoError(t, <-done)
+}

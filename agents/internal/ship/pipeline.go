@@ -74,6 +74,9 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: source %d: %w", i, err)
 		}
+		if rn, ok := src.(source.RoundNotifier); ok {
+			rn.NotifyRounds(b.RoundDone)
+		}
 		p.batchers = append(p.batchers, b)
 	}
 	s, err := NewShipper(opts.Shipper)

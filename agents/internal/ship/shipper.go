@@ -28,7 +28,8 @@ type Queue interface {
 
 // Producer sends messages and returns nil only once every one of them was
 // acknowledged by the brokers (acks=all). On error some may have been
-// written. *bus.Producer implements it. Give the bus.Producer a small
+// written. The agent's kafkaout.Producer implements it (one attempt per
+// call), and so does *bus.Producer: give the bus.Producer a small
 // MaxAttempts (1 to 3) so that the shipper's backoff, not kafka-go's,
 // paces the retries while Kafka is down.
 type Producer interface {

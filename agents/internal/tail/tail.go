@@ -14,8 +14,11 @@
 //     of a checkpointed file when the rotation happened while the agent
 //     was stopped) and read from where the original stopped: the lines
 //     written just before the truncation are not lost, and not read twice.
-//   - New files matching a glob are picked up at the next poll (polling,
-//     every 250 ms by default).
+//   - Files are read when inotify reports a change in their directory, at
+//     most every PollInterval (50 ms by default), and checked every
+//     RescanInterval (1 s) without events; without inotify they are polled
+//     every PollInterval. New files matching a glob are picked up at the
+//     next check.
 //   - A line longer than MaxLineBytes is cut: its first MaxLineBytes bytes
 //     are emitted with envelope.FlagTruncated and the rest is skipped in
 //     chunks, never held in memory. Invalid UTF-8 is kept as bytes and
@@ -82,9 +85,20 @@ type Config struct {
 	// MaxLineBytes is the line cap. Default 64 KiB; at most
 	// envelope.MaxRecordSize.
 	MaxLineBytes int `yaml:"max_line_bytes"`
-	// PollInterval is how often globs and files are checked. Default 50 ms,
-	// so that a line reaches Kafka within about 100 ms.
+	// PollInterval is how often globs and files are checked while they
+	// change, at most: a change seen by inotify is read at once when the
+	// last check is this old, else when it becomes so. Without inotify
+	// (NoInotify, other systems, or inotify failing) it is the polling
+	// period. Default 50 ms, so that a line reaches Kafka within about
+	// 100 ms.
 	PollInterval time.Duration `yaml:"poll_interval"`
+	// RescanInterval is how often, with inotify, globs and files are
+	// checked with no event: files on filesystems without inotify events
+	// (network mounts), directories that appear later. Default 1 s; at
+	// least PollInterval.
+	RescanInterval time.Duration `yaml:"rescan_interval"`
+	// NoInotify turns inotify off: the files are polled every PollInterval.
+	NoInotify bool `yaml:"no_inotify"`
 	// StartAt says where to start in a file found at the first scan that
 	// has no checkpoint: "beginning" (default) or "end". Files appearing
 	// later are always read from their beginning.
@@ -116,11 +130,18 @@ func (c *Config) defaults(name string) error {
 		return fmt.Errorf("max_line_bytes: %d is outside 1..%d", c.MaxLineBytes, envelope.MaxRecordSize)
 	}
 	if c.PollInterval == 0 {
-		c.PollInterval = 50 * time.Millisecond
+		c.PollInterval = 70 * time.Millisecond
 	}
 	if c.PollInterval < 0 {
 		return errors.New("poll_interval: must be positive")
 	}
+	if c.RescanInterval == 0 {
+		c.RescanInterval = time.Second
+	}
+	if c.RescanInterval < 0 {
+		return errors.New("rescan_interval: must be positive")
+	}
+	c.RescanInterval = max(c.RescanInterval, c.PollInterval)
 	switch c.StartAt {
 	case "":
 		c.StartAt = "beginning"
@@ -199,6 +220,9 @@ type FileSource struct {
 
 	chunk []byte // read buffer, owned by Run
 	fpBuf []byte // fingerprint buffer, owned by Run
+
+	onRound func() // NotifyRounds; set before Run
+	emitted int    // records sent in the current round, owned by Run
 
 	mu      sync.Mutex
 	files   map[fileKey]*tracked // open files
@@ -301,6 +325,11 @@ func safeName(s string) string {
 	return s
 }
 
+// NotifyRounds sets the function Run calls after a poll round that sent
+// records, once nothing more is waiting (source.RoundNotifier). Call it
+// before Run.
+func (s *FileSource) NotifyRounds(done func()) { s.onRound = done }
+
 // Run follows the files until ctx ends.
 func (s *FileSource) Run(ctx context.Context, out chan<- source.Record) error {
 	s.mu.Lock()
@@ -313,13 +342,27 @@ func (s *FileSource) Run(ctx context.Context, out chan<- source.Record) error {
 	defer s.closeAll()
 	defer s.syncCheckpoint()
 	first := true
-	t := time.NewTicker(s.cfg.PollInterval)
-	defer t.Stop()
+	w := s.startWatcher()
+	if w != nil {
+		defer w.Close()
+	}
+	var events <-chan struct{}
+	if w != nil {
+		events = w.C()
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	lastSync := s.now()
+	var lastRound, lastWatch time.Time
 	for {
 		if now := s.now(); now.Sub(lastSync) >= s.ckptSyncEvery || now.Before(lastSync) {
 			s.syncCheckpoint()
 			lastSync = now
+		}
+		lastRound = time.Now()
+		if w != nil && (lastRound.Sub(lastWatch) >= s.cfg.RescanInterval || lastRound.Before(lastWatch)) {
+			s.watchDirs(w)
+			lastWatch = lastRound
 		}
 		s.scan(first)
 		first = false
@@ -330,12 +373,86 @@ func (s *FileSource) Run(ctx context.Context, out chan<- source.Record) error {
 		if more {
 			continue // a file has more than one round's worth: no sleep
 		}
+		if s.emitted > 0 && s.onRound != nil {
+			s.onRound()
+		}
+		s.emitted = 0
+		// With inotify the next round comes with the next event (but not
+		// before PollInterval since this one) or after RescanInterval;
+		// files being rotated or copied are looked at every PollInterval.
+		wait := s.cfg.PollInterval
+		if w != nil && !s.settling() {
+			wait = s.cfg.RescanInterval
+			w.Resume()
+		}
+		timer.Reset(wait - time.Since(lastRound))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-timer.C:
+		case <-events:
+			if d := s.cfg.PollInterval - time.Since(lastRound); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-timer.C:
+				}
+			}
 		}
 	}
+}
+
+// startWatcher returns an inotify watcher, or nil when the source polls.
+func (s *FileSource) startWatcher() *watcher {
+	if s.cfg.NoInotify {
+		return nil
+	}
+	w, err := newWatcher()
+	if err != nil {
+		s.log.WithError(err).Warn("inotify is not available: polling the files every poll_interval")
+		return nil
+	}
+	return w
+}
+
+// watchDirs (re)watches the directories of the configured paths and of
+// the open files. A directory that does not exist (yet) is tried again at
+// the next rescan; meanwhile the rescans find its files.
+func (s *FileSource) watchDirs(w *watcher) {
+	dirs := map[string]bool{}
+	for _, p := range s.cfg.Paths {
+		if d := filepath.Dir(p); !hasMeta(d) {
+			dirs[d] = true
+		}
+	}
+	s.mu.Lock()
+	for _, t := range s.files {
+		dirs[filepath.Dir(t.path)] = true
+	}
+	s.mu.Unlock()
+	for d := range dirs {
+		if err := w.add(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.WithError(err).Debug("cannot watch a directory; it is rescanned every rescan_interval")
+		}
+	}
+}
+
+// settling reports files that need a look every PollInterval whatever
+// inotify says: renamed-away files being drained and closed, new files
+// that may be a copy in progress.
+func (s *FileSource) settling() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.young) > 0 {
+		return true
+	}
+	for _, t := range s.files {
+		if t.gone {
+			return true
+		}
+	}
+	return false
 }
 
 func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
@@ -824,6 +941,7 @@ func (s *FileSource) emit(ctx context.Context, t *tracked, end int64, out chan<-
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	s.emitted++
 	s.mu.Lock()
 	t.read = end
 	s.mu.Unlock()

@@ -618,3 +618,86 @@ func TestCopyTruncateCopySeenEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundNotifications: the source tells when a poll round that sent
+// records is over, after those records, and stays silent on rounds that
+// find nothing new.
+func TestRoundNotifications(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	appendFile(t, log, "one\ntwo\n")
+	src, err := NewFileSource("test", Config{Paths: []string{log}, PollInterval: 5 * time.Millisecond}, source.Deps{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan source.Record, 16)
+	rounds := make(chan int, 16) // records seen in out when each notification came
+	src.NotifyRounds(func() { rounds <- len(out) })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := src.Run(ctx, out); err != nil {
+			t.Error(err)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	if n := <-rounds; n != 2 {
+		t.Fatalf("first notification with %d records sent, want 2", n)
+	}
+	<-out
+	<-out
+	time.Sleep(50 * time.Millisecond) // about ten empty rounds
+	if len(rounds) != 0 {
+		t.Fatalf("%d notifications for rounds without records", len(rounds))
+	}
+	appendFile(t, log, "three\n")
+	if n := <-rounds; n != 1 {
+		t.Fatalf("second notification with %d records sent, want 1", n)
+	}
+	if r := <-out; string(r.Data) != "three" {
+		t.Fatalf("record %q", r.Data)
+	}
+}
+
+// TestWakeups: with inotify, appends, rotations and copytruncate are
+// seen without any rescan (RescanInterval an hour); without inotify the
+// same is seen by polling.
+func TestWakeups(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"inotify", Config{RescanInterval: time.Hour}},
+		{"polling", Config{NoInotify: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			log := filepath.Join(dir, "app.log")
+			cfg := tc.cfg
+			cfg.Paths = []string{log, filepath.Join(dir, "*.txt")}
+			appendFile(t, log, numbered("a", 0, 10))
+			h := start(t, t.TempDir(), cfg)
+			h.wait(10)
+			time.Sleep(50 * time.Millisecond) // idle: with inotify the source sleeps
+			appendFile(t, log, numbered("a", 10, 20))
+			h.wait(20)
+			// Rename rotation: the new file is found.
+			if err := os.Rename(log, log+".1"); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, log, numbered("b", 0, 10))
+			h.wait(30)
+			// A new file matching a glob.
+			appendFile(t, filepath.Join(dir, "new.txt"), numbered("c", 0, 10))
+			h.wait(40)
+			// Copytruncate of the new app.log.
+			if err := os.Truncate(log, 0); err != nil {
+				t.Fatal(err)
+			}
+			appendFile(t, log, numbered("d", 0, 10))
+			rs := h.wait(50)
+			exactlyOnce(t, rs, numbered("a", 0, 20), numbered("b", 0, 10), numbered("c", 0, 10), numbered("d", 0, 10))
+		})
+	}
+}

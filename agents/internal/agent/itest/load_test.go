@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ var (
 	loadOnly   = flag.Int("load.rate", 0, "measure only this rate (lines/s) and skip the backlog")
 	cpuProfile = flag.String("load.cpuprofile", "", "write a CPU profile of the agent at the first rate to this file")
 	loadComp   = flag.String("load.compression", "", "transport.compression of the agent (default: the agent's default)")
+	loadAttach = flag.String("load.attach", "", `a diagnostic command run during the measurement of the first rate with the agent's pid appended and interrupted at its end, e.g. "strace -f -tt -o /tmp/st.txt -p" or "perf record -g -o /tmp/perf.data -p" (the agent's CPU figures are then not comparable)`)
 )
 
 // procStats returns the CPU time (user+system) and the peak and current
@@ -175,6 +177,14 @@ func TestLoadReport(t *testing.T) {
 		cpu0, _, _ := procStats(t, pid)
 		sched0 := schedCPU(pid)
 		vol0, invol0 := ctxSwitches(pid)
+		var trace *exec.Cmd
+		if args := strings.Fields(*loadAttach); i == 0 && len(args) > 0 {
+			trace = exec.Command(args[0], append(args[1:], strconv.Itoa(pid))...) //nolint:gosec // G204: a diagnostic command asked for with -load.attach
+			trace.Stdout, trace.Stderr = os.Stderr, os.Stderr
+			if err := trace.Start(); err != nil {
+				t.Fatalf("strace: %v", err)
+			}
+		}
 		t0 := time.Now()
 		n := 0
 		for time.Since(t0) < secs*time.Second {
@@ -185,6 +195,10 @@ func TestLoadReport(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		wall := time.Since(t0)
+		if trace != nil {
+			_ = trace.Process.Signal(os.Interrupt)
+			_ = trace.Wait()
+		}
 		cpu1, hwm, rss := procStats(t, pid)
 		sched1 := schedCPU(pid)
 		vol1, invol1 := ctxSwitches(pid)

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package tail
+
+import "errors"
+
+// watcher is only implemented on Linux (inotify); elsewhere the source
+// polls at PollInterval.
+type watcher struct{}
+
+func newWatcher() (*watcher, error) { return nil, errors.New("no inotify on this system") }
+
+func (w *watcher) add(string) error   { return nil }
+func (w *watcher) C() <-chan struct{} { return nil }
+func (w *watcher) Resume()            {}
+func (w *watcher) Close()             {}
