@@ -3,12 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/csirt-toscana/platform/internal/finding"
 	"github.com/csirt-toscana/platform/internal/incident"
 	"github.com/csirt-toscana/platform/internal/policy"
-	"github.com/csirt-toscana/platform/internal/store"
-	"github.com/csirt-toscana/platform/internal/store/elastic"
 	"github.com/csirt-toscana/platform/internal/testenv"
 )
 
@@ -31,49 +23,6 @@ const (
 	rounds   = 12              // times the attack is replayed, 11 minutes apart
 	killAt   = 6               // rounds written before the correlator is killed
 )
-
-// central is the regional centre of the test: a configuration shared by a
-// collector process and a correlator process, as in a cluster.
-type central struct {
-	t         *testing.T
-	bin, cfg  string
-	collector *testenv.Proc
-	correl    *testenv.Proc
-	httpColl  string
-	httpCorr  string
-	intake    string
-}
-
-func (c *central) cli(args ...string) string {
-	c.t.Helper()
-	cmd := exec.Command(c.bin, append(args, "--config", c.cfg)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		c.t.Fatalf("csirt %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errb.String())
-	}
-	return out.String()
-}
-
-// waitHealthy polls http://addr/healthz until it answers 200.
-func waitHealthy(t *testing.T, p *testenv.Proc, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		res, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			_ = res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if exited, err := p.Exited(); exited {
-			t.Fatalf("%s exited before it was healthy: %v", p.Name, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s was not healthy within 2 minutes", p.Name)
-}
 
 // attackLines is the shared crowdsec ssh-bf log replayed n times, each
 // replay 11 minutes after the previous one (so each is its own brute-force
@@ -148,49 +97,6 @@ func expectedAlerts(t *testing.T, bin, file string) map[string]int {
 	return want
 }
 
-// findings reads every finding of the entity from the store.
-func findings(t *testing.T, st store.Store) []*finding.Finding {
-	t.Helper()
-	ctx := context.Background()
-	if err := st.Refresh(ctx, store.Findings); err != nil {
-		t.Fatal(err)
-	}
-	res, err := st.Search(ctx, store.TenantScope(entity), store.Findings, store.SearchRequest{Size: store.MaxPage})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*finding.Finding
-	for _, d := range res.Docs {
-		f, err := finding.Decode(d.Source)
-		if err != nil {
-			t.Fatalf("finding %s: %v", d.ID, err)
-		}
-		out = append(out, f)
-	}
-	return out
-}
-
-func incidents(t *testing.T, st store.Store) []*incident.Incident {
-	t.Helper()
-	ctx := context.Background()
-	if err := st.Refresh(ctx, store.Incidents); err != nil {
-		t.Fatal(err)
-	}
-	res, err := st.Search(ctx, store.TenantScope(entity), store.Incidents, store.SearchRequest{Size: store.MaxPage})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*incident.Incident
-	for _, d := range res.Docs {
-		in, err := incident.Decode(d.Source)
-		if err != nil {
-			t.Fatalf("incident %s: %v", d.ID, err)
-		}
-		out = append(out, in)
-	}
-	return out
-}
-
 // TestSSHBruteForceEndToEnd is the correlator's acceptance on real Kafka and
 // Elasticsearch: the shared crowdsec ssh-bf log, appended to a file that a
 // real csirt-agent follows, goes over Kafka (the agent's mutual TLS) to a
@@ -204,69 +110,15 @@ func TestSSHBruteForceEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds the binaries and starts a private Kafka")
 	}
-	esURL := testenv.Elasticsearch(t)
-	caCert, caKey := testenv.DevCA(t)
+	requireCentral(t)
 	attack := attackLines(t, rounds)
 	csirt, agentBin := testenv.Build(t, "csirt"), testenv.Build(t, "csirt-agent")
 	k := testenv.StartPrivateKafka(t)
 
-	work := t.TempDir()
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	prefix := "e2e-" + hex.EncodeToString(suffix)
-	ctx := context.Background()
-	st, err := elastic.Open(ctx, elastic.Options{Addresses: []string{esURL}, IndexPrefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := st.Drop(context.Background()); err != nil {
-			t.Logf("dropping the test's indices %s-*: %v", prefix, err)
-		}
-		_ = st.Close()
-	})
-
-	ports := testenv.FreePorts(t, 3)
-	c := &central{t: t, bin: csirt, cfg: filepath.Join(work, "csirt.yml"),
-		httpColl: fmt.Sprintf("127.0.0.1:%d", ports[0]), httpCorr: fmt.Sprintf("127.0.0.1:%d", ports[1]), intake: fmt.Sprintf("127.0.0.1:%d", ports[2])}
-	cfg := fmt.Sprintf(`data_dir: %s
-shutdown_timeout: 20s
-log:
-  level: info
-http:
-  listen: %s
-bus:
-  brokers: [%s]
-  topics:
-    partitions: 3
-store:
-  backend: elasticsearch
-  elasticsearch:
-    addresses: [%s]
-    index_prefix: %s
-    replicas: 0
-intake:
-  listen: %s
-  kafka_bootstrap: [%s]
-pki:
-  local:
-    ca_cert_file: %s
-    ca_key_file: %s
-correlator:
-  snapshot_interval: 1s
-`, filepath.Join(work, "data"), c.httpColl, k.PlainAddr(), esURL, prefix, c.intake, k.TLSAddr(), caCert, caKey)
-	if err := os.WriteFile(c.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
 	// The centre: collector (with the intake) and correlator (with the
 	// incident stage) as two processes.
-	c.collector = testenv.NewProc(t, csirt, "collector", "--config", c.cfg)
-	c.collector.Start()
-	waitHealthy(t, c.collector, c.httpColl)
-	c.correl = testenv.NewProc(t, csirt, "correlator", "--config", c.cfg, "--listen", c.httpCorr)
-	c.correl.Start()
-	waitHealthy(t, c.correl, c.httpCorr)
+	c := startCentral(t, csirt, k)
+	st, work := c.st, c.work
 
 	// A municipality with one server running the agent on its auth.log.
 	logs := filepath.Join(work, "logs")
@@ -274,26 +126,9 @@ correlator:
 		t.Fatal(err)
 	}
 	authLog := filepath.Join(logs, "auth.log")
-	c.cli("admin", "entity", "add", entity, "--name", "Comune di Prova E2E")
 	src, _ := json.Marshal(map[string]any{"paths": []string{authLog}, "poll_interval": "100ms"})
 	pol := policy.Policy{Sources: []policy.Source{{Name: "auth", Kind: "file", Config: src}}, HeartbeatInterval: policy.Duration(10 * time.Second)}
-	polFile := filepath.Join(work, "policy.json")
-	b, _ := json.Marshal(pol)
-	if err := os.WriteFile(polFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c.cli("admin", "policy", "set", "--entity", entity, polFile)
-	tok := strings.TrimSpace(c.cli("admin", "token", "create", "--entity", entity))
-	agentCfg := filepath.Join(work, "agent.yml")
-	if err := os.WriteFile(agentCfg, []byte("state_dir: "+filepath.Join(work, "agent-state")+"\nlog:\n  level: info\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	enrol := exec.Command(agentBin, "enroll", "--server", "https://"+c.intake, "--token", tok, "--config", agentCfg)
-	if out, err := enrol.CombinedOutput(); err != nil || !strings.Contains(string(out), "Kafka") {
-		t.Fatalf("csirt-agent enroll: %v\n%s", err, out)
-	}
-	agent := testenv.NewProc(t, agentBin, "run", "--config", agentCfg)
-	agent.Start()
+	agent, _ := c.enrolAgent(agentBin, entity, "Comune di Prova E2E", pol)
 
 	// What the same detection gives offline over the same lines.
 	all := filepath.Join(work, "expected.log")
@@ -310,17 +145,7 @@ correlator:
 	}
 	t.Logf("offline detection over %d lines: %v", rounds*len(attack[0]), want)
 
-	count := func() int { return len(findings(t, st)) }
-	waitFor := func(what string, d time.Duration, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(d)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out after %s waiting for %s", d, what)
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-	}
+	count := func() int { return len(findingsOf(t, st, entity)) }
 
 	// 1. The first rounds, then half of the next one: its window is open
 	// in the correlator's state when the correlator is killed.
@@ -330,7 +155,7 @@ correlator:
 	half := len(attack[killAt]) / 2
 	appendLines(t, authLog, attack[killAt][:half]...)
 	perRound := wantTotal / rounds
-	waitFor("the findings of the first rounds", 3*time.Minute, func() bool { return count() >= killAt*perRound })
+	waitFor(t, "the findings of the first rounds", 3*time.Minute, func() bool { return count() >= killAt*perRound })
 	time.Sleep(1500 * time.Millisecond) // a snapshot or two of the open window
 
 	// 2. SIGKILL while lines keep coming; restart a little later.
@@ -356,11 +181,11 @@ correlator:
 	<-done
 
 	// 3. Everything arrives exactly once.
-	waitFor("every finding", 3*time.Minute, func() bool { return count() >= wantTotal })
+	waitFor(t, "every finding", 3*time.Minute, func() bool { return count() >= wantTotal })
 	time.Sleep(5 * time.Second) // late duplicates would show up now
 	got := map[string]int{}
 	byID := map[string]bool{}
-	fs := findings(t, st)
+	fs := findingsOf(t, st, entity)
 	for _, f := range fs {
 		got[f.RuleID]++
 		byID[f.ID] = true
@@ -381,7 +206,7 @@ correlator:
 
 	// 4. One incident for the attacking address, every finding attached.
 	var mine []*incident.Incident
-	for _, in := range incidents(t, st) {
+	for _, in := range incidentsOf(t, st, entity) {
 		if strings.Contains(in.GroupKey, attacker) {
 			mine = append(mine, in)
 		}
@@ -419,15 +244,8 @@ correlator:
 	if err := json.Unmarshal([]byte(c.cli("incidents", "list", "--entity", entity, "--format", "json")), &list); err != nil {
 		t.Fatal(err)
 	}
-	if list.Total != int64(len(incidents(t, st))) {
-		t.Errorf("csirt incidents list reports %d incidents, the store holds %d", list.Total, len(incidents(t, st)))
+	if list.Total != int64(len(incidentsOf(t, st, entity))) {
+		t.Errorf("csirt incidents list reports %d incidents, the store holds %d", list.Total, len(incidentsOf(t, st, entity)))
 	}
-	if err := agent.Term(time.Minute); err != nil {
-		t.Errorf("csirt-agent exit after SIGTERM: %v", err)
-	}
-	for _, p := range []*testenv.Proc{c.correl, c.collector} {
-		if err := p.Term(time.Minute); err != nil {
-			t.Errorf("%s exit after SIGTERM: %v", p.Args[0], err)
-		}
-	}
+	c.stop(agent)
 }

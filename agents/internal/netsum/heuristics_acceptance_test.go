@@ -3,134 +3,23 @@
 package netsum
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/base32"
-	"encoding/binary"
-	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/csirt-toscana/platform/agents/internal/source"
 	"github.com/csirt-toscana/platform/internal/event"
 	"github.com/csirt-toscana/platform/internal/testenv"
+	"github.com/csirt-toscana/platform/internal/testenv/netns"
 	"github.com/csirt-toscana/platform/rules/heuristics"
 )
-
-// inNetns runs fn on a goroutine whose OS thread has joined the network
-// namespace ns, and waits for it. Sockets fn creates on that goroutine
-// (net.Dial, net.ListenPacket) belong to the namespace. The thread is never
-// unlocked, so the Go runtime discards it when fn returns instead of
-// reusing a thread that sits in another namespace.
-func inNetns(ns string, fn func() error) error {
-	f, err := os.Open(filepath.Join("/var/run/netns", ns)) //nolint:gosec // namespace made by the test
-	if err != nil {
-		return fmt.Errorf("opening network namespace %s: %w", ns, err)
-	}
-	defer func() { _ = f.Close() }()
-	done := make(chan error, 1)
-	go func() {
-		// Not unlocked on purpose: see the doc comment.
-		runtime.LockOSThread()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil { //nolint:gosec // a file descriptor fits in an int
-			done <- fmt.Errorf("setns into %s: %w", ns, err)
-			return
-		}
-		done <- fn()
-	}()
-	return <-done
-}
-
-// beacon connects from the namespace to url's host:port every period ±
-// jitter (uniform, fixed seed) beats+1 times, each time on a new TCP
-// connection sending one HTTP GET and reading the answer.
-func beacon(ns, addr string, beats int, period, jitter time.Duration) error {
-	return inNetns(ns, func() error {
-		rng := mrand.New(mrand.NewPCG(7, 11)) //nolint:gosec // jitter of a test beacon, not a secret
-		next := time.Now()
-		for i := 0; i <= beats; i++ {
-			time.Sleep(time.Until(next))
-			conn, err := (&net.Dialer{Timeout: 2 * time.Second}).Dial("tcp4", addr)
-			if err != nil {
-				return fmt.Errorf("beacon %d: %w", i, err)
-			}
-			_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-			_, err = fmt.Fprintf(conn, "GET /beacon?n=%d HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", i, addr)
-			if err == nil {
-				var resp *http.Response
-				if resp, err = http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
-					_ = resp.Body.Close()
-				}
-			}
-			_ = conn.Close()
-			if err != nil {
-				return fmt.Errorf("beacon %d: %w", i, err)
-			}
-			next = next.Add(period + time.Duration((rng.Float64()*2-1)*float64(jitter)))
-		}
-		return nil
-	})
-}
-
-// dnsQuery is a DNS query message for name and type (RFC 1035 4.1).
-func dnsQuery(id uint16, name string, qtype uint16) []byte {
-	q := make([]byte, 12, 12+len(name)+6)
-	binary.BigEndian.PutUint16(q[0:], id)
-	binary.BigEndian.PutUint16(q[2:], 0x0100) // recursion desired
-	binary.BigEndian.PutUint16(q[4:], 1)      // qdcount
-	for _, l := range strings.Split(name, ".") {
-		q = append(q, byte(len(l)))
-		q = append(q, l...)
-	}
-	q = append(q, 0)
-	q = binary.BigEndian.AppendUint16(q, qtype)
-	return binary.BigEndian.AppendUint16(q, 1) // class IN
-}
-
-// tunnelQueries sends n TXT queries for <52 random base32 characters>.parent
-// from the namespace to server, each from a new socket, and waits for each
-// answer. It returns the names sent.
-func tunnelQueries(ns, server, parent string, n int) ([]string, error) {
-	enc := base32.StdEncoding.WithPadding(base32.NoPadding)
-	var names []string
-	err := inNetns(ns, func() error {
-		buf := make([]byte, 1500)
-		for i := 0; i < n; i++ {
-			chunk := make([]byte, 32)
-			_, _ = rand.Read(chunk)
-			name := strings.ToLower(enc.EncodeToString(chunk)) + "." + parent
-			conn, err := net.Dial("udp4", server)
-			if err != nil {
-				return fmt.Errorf("query %d: %w", i, err)
-			}
-			_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-			_, err = conn.Write(dnsQuery(uint16(0x4000+i), name, 16)) //nolint:gosec // i < n is small
-			if err == nil {
-				_, err = conn.Read(buf)
-			}
-			_ = conn.Close()
-			if err != nil {
-				return fmt.Errorf("query %d for %s: %w", i, name, err)
-			}
-			names = append(names, name)
-		}
-		return nil
-	})
-	return names, err
-}
 
 // TestHeuristicsOnLiveCapture is the acceptance test of the network
 // heuristics (issue 7) on traffic captured by the agent's own capture code:
@@ -238,11 +127,11 @@ func TestHeuristicsOnLiveCapture(t *testing.T) {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		beaconErr = beacon(lab.ns, lab.hostIP+":8080", beats, period, jitter)
+		beaconErr = netns.Beacon(lab.ns, lab.hostIP+":8080", beats, period, jitter)
 	}()
 	go func() {
 		defer wg.Done()
-		sentNames, dnsErr = tunnelQueries(lab.ns, lab.hostIP+":53", parent, queries)
+		sentNames, dnsErr = netns.TunnelQueries(lab.ns, lab.hostIP+":53", parent, queries)
 	}()
 	go func() {
 		defer wg.Done()
