@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -280,9 +281,13 @@ func TestLoadRun(t *testing.T) {
 			rate, ph.sent, ph.sendTime.Round(time.Millisecond), float64(ph.sent)/ph.sendTime.Seconds(),
 			ph.processed, ph.processTime.Round(time.Millisecond), float64(ph.processed)/ph.processTime.Seconds(), ph.drained,
 			ph.maxLag, ph.findings, ph.lateFinder, pct(ph.latencies, 0.50), pct(ph.latencies, 0.99), pct(ph.latencies, 1))
-		t.Logf("rate %.0f/s: CPU of the correlator's process %s = %.1f µs per event (%.0f events per CPU-second), %.2f cores over the phase; loadgen process %s",
+		var ru syscall.Rusage
+		require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(live)
+		t.Logf("rate %.0f/s: CPU of the correlator's process %s = %.1f µs per event (%.0f events per CPU-second), %.2f cores over the phase; loadgen process %s; heap live after the last GC %.0f MB, peak RSS so far %.0f MB",
 			rate, ph.cpu.Round(time.Millisecond), float64(ph.cpu.Microseconds())/float64(ph.processed), float64(ph.processed)/ph.cpu.Seconds(),
-			ph.cpu.Seconds()/ph.processTime.Seconds(), ph.loadgenCPU.Round(time.Millisecond))
+			ph.cpu.Seconds()/ph.processTime.Seconds(), ph.loadgenCPU.Round(time.Millisecond), float64(live[0].Value.Uint64())/1e6, float64(ru.Maxrss)/1e3)
 	}
 	fmt.Println("rate/s  sent/s  correlator/s  drained  max_lag  findings  p50  p99")
 	for _, ph := range phases {
