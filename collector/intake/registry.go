@@ -97,21 +97,21 @@ func GetEntity(ctx context.Context, st store.Store, id string) (Entity, error) {
 func ListEntities(ctx context.Context, st store.Store) ([]Entity, error) {
 	// The entities collection also holds entities' assets (kind "asset",
 	// collector/internal/enrich).
-	res, err := st.Search(ctx, store.RegionalScope(), store.Entities, store.SearchRequest{Query: `NOT kind:"asset"`, Size: store.MaxPage})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Entity, 0, len(res.Docs))
-	for _, d := range res.Docs {
+	var out []Entity
+	err := st.Scan(ctx, store.RegionalScope(), store.Entities, store.ScanRequest{Query: `NOT kind:"asset"`}, func(d store.Doc) error {
 		if ValidEntityID(d.ID) != nil {
-			continue
+			return nil //nolint:nilerr // not an entity document (the collection also holds others): skipped
 		}
 		var e Entity
 		if err := json.Unmarshal(d.Source, &e); err != nil {
-			return nil, fmt.Errorf("entity %q: %w", d.ID, err)
+			return fmt.Errorf("entity %q: %w", d.ID, err)
 		}
 		e.ID = d.ID
 		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
@@ -207,19 +207,19 @@ func caPin(caPEM []byte) ([32]byte, error) {
 // ListTokens returns the enrolment tokens, newest first; with entity not
 // empty only that entity's.
 func ListTokens(ctx context.Context, st store.Store, entity string) ([]TokenRecord, error) {
-	res, err := st.Search(ctx, store.RegionalScope(), store.RulesState, store.SearchRequest{Query: `kind:"` + TokenKind + `"`, Size: store.MaxPage})
-	if err != nil {
-		return nil, err
-	}
 	var out []TokenRecord
-	for _, d := range res.Docs {
+	err := st.Scan(ctx, store.RegionalScope(), store.RulesState, store.ScanRequest{Query: `kind:"` + TokenKind + `"`}, func(d store.Doc) error {
 		var t TokenRecord
 		if err := json.Unmarshal(d.Source, &t); err != nil {
-			return nil, fmt.Errorf("token %q: %w", d.ID, err)
+			return fmt.Errorf("token %q: %w", d.ID, err)
 		}
 		if entity == "" || t.Entity == entity {
 			out = append(out, t)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
 	return out, nil
@@ -367,17 +367,17 @@ func ListAgents(ctx context.Context, st store.Store, entity string) ([]AgentReco
 	if entity != "" {
 		scope = store.TenantScope(entity)
 	}
-	res, err := st.Search(ctx, scope, store.Agents, store.SearchRequest{Query: "kind:agent", Size: store.MaxPage})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]AgentRecord, 0, len(res.Docs))
-	for _, d := range res.Docs {
+	var out []AgentRecord
+	err := st.Scan(ctx, scope, store.Agents, store.ScanRequest{Query: "kind:agent"}, func(d store.Doc) error {
 		var a AgentRecord
 		if err := json.Unmarshal(d.Source, &a); err != nil {
-			return nil, fmt.Errorf("agent %q: %w", d.ID, err)
+			return fmt.Errorf("agent %q: %w", d.ID, err)
 		}
 		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].EntityID != out[j].EntityID {

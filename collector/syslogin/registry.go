@@ -132,20 +132,17 @@ func ListDevices(ctx context.Context, st store.Store, entity string) ([]Device, 
 	if entity != "" {
 		scope = store.TenantScope(entity)
 	}
-	res, err := st.Search(ctx, scope, store.Agents, store.SearchRequest{Query: "kind:" + KindDevice, Size: store.MaxPage})
-	if err != nil {
-		return nil, fmt.Errorf("listing devices: %w", err)
-	}
-	if res.Total > int64(len(res.Docs)) {
-		return nil, fmt.Errorf("listing devices: %d devices, more than the %d one search returns", res.Total, len(res.Docs))
-	}
-	out := make([]Device, 0, len(res.Docs))
-	for _, doc := range res.Docs {
+	var out []Device
+	err := st.Scan(ctx, scope, store.Agents, store.ScanRequest{Query: "kind:" + KindDevice}, func(doc store.Doc) error {
 		d, err := deviceFrom(doc)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing devices: %w", err)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Entity != out[j].Entity {
