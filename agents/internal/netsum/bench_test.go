@@ -183,12 +183,12 @@ func rssKiB() int {
 // handle and a summarizer, reporting the rate and the kernel's drops.
 func BenchmarkLiveCapture(b *testing.B) {
 	lab := newNetnsLab(b)
-	h, err := openLive(lab.hostIf, 1600, "udp", false, 8<<20)
+	h, err := openLive(lab.HostIf, 1600, "udp", false, 8<<20)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer h.close()
-	w, err := openWriter(lab.hostIf)
+	w, err := openWriter(lab.HostIf)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func BenchmarkLiveCapture(b *testing.B) {
 	fb := newFrameBuilder()
 	frames := make([][]byte, 256)
 	for i := range frames {
-		frames[i] = fb.udp(b, net.ParseIP(lab.hostIP), net.ParseIP(lab.peerIP), uint16(30000+i), 9999, dnsMessage(uint16(i), "bench.example.test", false)) //nolint:gosec // test
+		frames[i] = fb.udp(b, net.ParseIP(lab.HostIP), net.ParseIP(lab.PeerIP), uint16(30000+i), 9999, dnsMessage(uint16(i), "bench.example.test", false)) //nolint:gosec // test
 	}
 	s := New(Config{})
 	lt := h.linkType()
@@ -249,14 +249,14 @@ func BenchmarkCaptureMethods(b *testing.B) {
 			var closeFn func()
 			switch method {
 			case "libpcap":
-				h, err := openLive(lab.hostIf, 1600, "", false, 8<<20)
+				h, err := openLive(lab.HostIf, 1600, "", false, 8<<20)
 				if err != nil {
 					b.Fatal(err)
 				}
 				read = func() error { _, _, err := h.read(); return err }
 				closeFn = h.close
 			default:
-				h, err := pcapgo.NewEthernetHandle(lab.hostIf)
+				h, err := pcapgo.NewEthernetHandle(lab.HostIf)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -264,12 +264,12 @@ func BenchmarkCaptureMethods(b *testing.B) {
 				closeFn = h.Close
 			}
 			defer closeFn()
-			w, err := openWriter(lab.hostIf)
+			w, err := openWriter(lab.HostIf)
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer w.close()
-			frame := newFrameBuilder().udp(b, net.ParseIP(lab.hostIP), net.ParseIP(lab.peerIP), 30000, 9999, []byte("benchmark"))
+			frame := newFrameBuilder().udp(b, net.ParseIP(lab.HostIP), net.ParseIP(lab.PeerIP), 30000, 9999, []byte("benchmark"))
 			stop := make(chan struct{})
 			go func() {
 				for {

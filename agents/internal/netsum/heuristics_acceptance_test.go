@@ -78,8 +78,8 @@ func TestHeuristicsOnLiveCapture(t *testing.T) {
 	const parent = "tunnel.example"
 
 	lab := newNetnsLab(t)
-	serveDNS(t, lab.hostIP+":53")
-	srv := &http.Server{Addr: lab.hostIP + ":8080", ReadHeaderTimeout: 5 * time.Second,
+	netns.ServeDNS(t, lab.HostIP+":53")
+	srv := &http.Server{Addr: lab.HostIP + ":8080", ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })}
 	ln, err := net.Listen("tcp4", srv.Addr)
 	if err != nil {
@@ -88,7 +88,7 @@ func TestHeuristicsOnLiveCapture(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
-	src, err := source.Default.New("capture", "netsum-heuristics", source.StrictYAML([]byte("interface: "+lab.hostIf+"\nsnaplen: 1600\n")), source.Deps{StateDir: t.TempDir()})
+	src, err := source.Default.New("capture", "netsum-heuristics", source.StrictYAML([]byte("interface: "+lab.HostIf+"\nsnaplen: 1600\n")), source.Deps{StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,15 +127,15 @@ func TestHeuristicsOnLiveCapture(t *testing.T) {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		beaconErr = netns.Beacon(lab.ns, lab.hostIP+":8080", beats, period, jitter)
+		beaconErr = netns.Beacon(lab.NS, lab.HostIP+":8080", beats, period, jitter)
 	}()
 	go func() {
 		defer wg.Done()
-		sentNames, dnsErr = netns.TunnelQueries(lab.ns, lab.hostIP+":53", parent, queries)
+		sentNames, dnsErr = netns.TunnelQueries(lab.NS, lab.HostIP+":53", parent, queries)
 	}()
 	go func() {
 		defer wg.Done()
-		nmapOut, nmapErr = exec.Command("nmap", "-n", "-sS", "-p", "1-1000", "-T4", lab.peerIP).CombinedOutput() //nolint:gosec // test command
+		nmapOut, nmapErr = exec.Command("nmap", "-n", "-sS", "-p", "1-1000", "-T4", lab.PeerIP).CombinedOutput() //nolint:gosec // test command
 	}()
 	wg.Wait()
 	// Summaries still open when the capture stops are not delivered, so
@@ -174,7 +174,7 @@ func TestHeuristicsOnLiveCapture(t *testing.T) {
 	var starts []string
 	var prev time.Time
 	for _, e := range byDataset(evs, "flow") {
-		if e.String("destination.port") == "8080" && e.String("source.ip") == lab.peerIP {
+		if e.String("destination.port") == "8080" && e.String("source.ip") == lab.PeerIP {
 			if !prev.IsZero() {
 				starts = append(starts, e.Time().Sub(prev).Round(time.Millisecond).String())
 			}
@@ -200,19 +200,19 @@ func TestHeuristicsOnLiveCapture(t *testing.T) {
 		}
 		return false
 	}
-	if !has(heuristics.PortScanID, lab.hostIP, lab.hostIP) {
-		t.Errorf("no port_scan alert for the scanner %s", lab.hostIP)
+	if !has(heuristics.PortScanID, lab.HostIP, lab.HostIP) {
+		t.Errorf("no port_scan alert for the scanner %s", lab.HostIP)
 	}
-	if !has(heuristics.BeaconingID, lab.peerIP, lab.hostIP) {
-		t.Errorf("no beaconing alert for %s -> %s:8080", lab.peerIP, lab.hostIP)
+	if !has(heuristics.BeaconingID, lab.PeerIP, lab.HostIP) {
+		t.Errorf("no beaconing alert for %s -> %s:8080", lab.PeerIP, lab.HostIP)
 	}
-	if !has(heuristics.DNSTunnelID, lab.peerIP, parent) {
-		t.Errorf("no dns_tunnel alert for %s from %s", parent, lab.peerIP)
+	if !has(heuristics.DNSTunnelID, lab.PeerIP, parent) {
+		t.Errorf("no dns_tunnel alert for %s from %s", parent, lab.PeerIP)
 	}
 	// The traffic is nothing else: no detector may accuse the DNS
 	// responder or the web server of anything.
 	for _, a := range alerts {
-		if a.Detector == heuristics.PortScanID && a.SourceIP != lab.hostIP {
+		if a.Detector == heuristics.PortScanID && a.SourceIP != lab.HostIP {
 			t.Errorf("unexpected port_scan alert: %+v", a)
 		}
 	}

@@ -33,7 +33,7 @@ func TestLiveCaptureToKafka(t *testing.T) {
 	}
 	brokers := testenv.Kafka(t)
 	lab := newNetnsLab(t)
-	srv := &http.Server{Addr: lab.hostIP + ":8080", ReadHeaderTimeout: 5 * time.Second,
+	srv := &http.Server{Addr: lab.HostIP + ":8080", ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })}
 	ln, err := net.Listen("tcp4", srv.Addr)
 	if err != nil {
@@ -72,7 +72,7 @@ func TestLiveCaptureToKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = prod.Close() }()
-	src, err := NewLive("capture", CaptureConfig{Interface: lab.hostIf}, source.Deps{StateDir: dir})
+	src, err := NewLive("capture", CaptureConfig{Interface: lab.HostIf}, source.Deps{StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestLiveCaptureToKafka(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	run(t, "ip", "netns", "exec", lab.ns, "curl", "-sS", "--max-time", "5", "-A", "netsum-kafka/1", "http://"+lab.hostIP+":8080/kafka-check")
+	run(t, "ip", "netns", "exec", lab.NS, "curl", "-sS", "--max-time", "5", "-A", "netsum-kafka/1", "http://"+lab.HostIP+":8080/kafka-check")
 
 	c, err := bus.NewConsumer(bus.ConsumerOptions{Options: opts, GroupID: bustest.Unique(t, "netsum-check"), Topics: []string{topic}, SessionTimeout: 6 * time.Second, MaxWait: 50 * time.Millisecond})
 	if err != nil {
@@ -134,7 +134,7 @@ func TestLiveCaptureToKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]string{"http.request.method": "GET", "user_agent.original": "netsum-kafka/1",
-		"http.response.status_code": "200", "source.ip": lab.peerIP, "destination.ip": lab.hostIP} {
+		"http.response.status_code": "200", "source.ip": lab.PeerIP, "destination.ip": lab.HostIP} {
 		if got := found.String(k); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
 		}

@@ -2,11 +2,8 @@ package netsum
 
 import (
 	"context"
-	"encoding/binary"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,14 +13,8 @@ import (
 	"github.com/csirt-toscana/platform/internal/envelope"
 	"github.com/csirt-toscana/platform/internal/event"
 	"github.com/csirt-toscana/platform/internal/testenv"
+	"github.com/csirt-toscana/platform/internal/testenv/netns"
 )
-
-// netnsLab is a network namespace joined to the root namespace by a veth
-// pair: hostIP on the root side (hostIf), peerIP inside the namespace.
-type netnsLab struct {
-	ns, hostIf, peerIf string
-	hostIP, peerIP     string
-}
 
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
@@ -34,81 +25,15 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
-// newNetnsLab needs root and the ip tool; it skips otherwise.
-func newNetnsLab(t testing.TB) *netnsLab {
+// newNetnsLab is a network namespace lab (internal/testenv/netns) for a
+// test that captures on its root side: it needs root, the ip tool and a
+// build with live capture.
+func newNetnsLab(t testing.TB) *netns.Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Unavailable(t, "the live capture test needs root (network namespaces)")
-	}
 	if !LiveCaptureAvailable {
 		testenv.Unavailable(t, "this build has no live capture (built without cgo)")
 	}
-	for _, tool := range []string{"ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Unavailable(t, "the live capture test needs "+tool+" (deploy/dev/packages installs it)")
-		}
-	}
-	n := os.Getpid()%200 + 20
-	l := &netnsLab{
-		ns:     fmt.Sprintf("netsum-%d", os.Getpid()),
-		hostIf: fmt.Sprintf("nsm%da", os.Getpid()%100000),
-		peerIf: fmt.Sprintf("nsm%db", os.Getpid()%100000),
-		hostIP: fmt.Sprintf("10.213.%d.1", n),
-		peerIP: fmt.Sprintf("10.213.%d.2", n),
-	}
-	_ = exec.Command("ip", "netns", "del", l.ns).Run() //nolint:gosec // leftovers of an earlier run
-	run(t, "ip", "netns", "add", l.ns)
-	t.Cleanup(func() {
-		_ = exec.Command("ip", "link", "del", l.hostIf).Run() //nolint:gosec // test cleanup
-		_ = exec.Command("ip", "netns", "del", l.ns).Run()    //nolint:gosec // test cleanup
-	})
-	run(t, "ip", "link", "add", l.hostIf, "type", "veth", "peer", "name", l.peerIf)
-	run(t, "ip", "link", "set", l.peerIf, "netns", l.ns)
-	run(t, "ip", "addr", "add", l.hostIP+"/24", "dev", l.hostIf)
-	run(t, "ip", "link", "set", l.hostIf, "up")
-	run(t, "ip", "netns", "exec", l.ns, "ip", "addr", "add", l.peerIP+"/24", "dev", l.peerIf)
-	run(t, "ip", "netns", "exec", l.ns, "ip", "link", "set", l.peerIf, "up")
-	run(t, "ip", "netns", "exec", l.ns, "ip", "link", "set", "lo", "up")
-	return l
-}
-
-// serveDNS answers every A query with 192.0.2.7 (a documentation address).
-func serveDNS(t *testing.T, addr string) {
-	t.Helper()
-	pc, err := net.ListenPacket("udp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n < 12 {
-				continue
-			}
-			q := buf[:n]
-			// the question ends after the name and 4 bytes of type and class
-			end := 12
-			for end < n && q[end] != 0 {
-				end += int(q[end]) + 1
-			}
-			end += 5
-			if end > n {
-				continue
-			}
-			resp := append([]byte(nil), q[:end]...)
-			binary.BigEndian.PutUint16(resp[2:], 0x8180)
-			binary.BigEndian.PutUint16(resp[6:], 1)  // ancount
-			binary.BigEndian.PutUint16(resp[8:], 0)  // nscount
-			binary.BigEndian.PutUint16(resp[10:], 0) // arcount (drop EDNS)
-			resp = append(resp, 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7)
-			_, _ = pc.WriteTo(resp, from)
-		}
-	}()
+	return netns.New(t, "nsm")
 }
 
 // TestLiveCapture captures real curl and dig traffic on a veth pair and
@@ -120,8 +45,8 @@ func TestLiveCapture(t *testing.T) {
 		}
 	}
 	lab := newNetnsLab(t)
-	serveDNS(t, lab.hostIP+":53")
-	srv := &http.Server{Addr: lab.hostIP + ":8080", ReadHeaderTimeout: 5 * time.Second,
+	netns.ServeDNS(t, lab.HostIP+":53")
+	srv := &http.Server{Addr: lab.HostIP + ":8080", ReadHeaderTimeout: 5 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("hello\n")) })}
 	ln, err := net.Listen("tcp4", srv.Addr)
 	if err != nil {
@@ -130,7 +55,7 @@ func TestLiveCapture(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
 
-	src, err := source.Default.New("capture", "netsum-live", source.StrictYAML([]byte("interface: "+lab.hostIf+"\nsnaplen: 1600\n")), source.Deps{StateDir: t.TempDir()})
+	src, err := source.Default.New("capture", "netsum-live", source.StrictYAML([]byte("interface: "+lab.HostIf+"\nsnaplen: 1600\n")), source.Deps{StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +71,8 @@ func TestLiveCapture(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	run(t, "ip", "netns", "exec", lab.ns, "dig", "+tries=1", "+time=3", "+noedns", "@"+lab.hostIP, "www.example.test", "A")
-	body := run(t, "ip", "netns", "exec", lab.ns, "curl", "-sS", "--max-time", "5", "-A", "netsum-live-test/1.0", "http://"+lab.hostIP+":8080/hello/world?x=1")
+	run(t, "ip", "netns", "exec", lab.NS, "dig", "+tries=1", "+time=3", "+noedns", "@"+lab.HostIP, "www.example.test", "A")
+	body := run(t, "ip", "netns", "exec", lab.NS, "curl", "-sS", "--max-time", "5", "-A", "netsum-live-test/1.0", "http://"+lab.HostIP+":8080/hello/world?x=1")
 	if body != "hello\n" {
 		t.Fatalf("curl got %q", body)
 	}
@@ -178,7 +103,7 @@ func TestLiveCapture(t *testing.T) {
 		return nil
 	}
 	dns := find("dns", func(e event.Event) bool { return e.String("dns.question.name") == "www.example.test" })
-	for k, want := range map[string]string{"dns.question.type": "A", "dns.response_code": "NOERROR", "source.ip": lab.peerIP, "destination.ip": lab.hostIP, "destination.port": "53", "network.transport": "udp"} {
+	for k, want := range map[string]string{"dns.question.type": "A", "dns.response_code": "NOERROR", "source.ip": lab.PeerIP, "destination.ip": lab.HostIP, "destination.port": "53", "network.transport": "udp"} {
 		if got := dns.String(k); got != want {
 			t.Errorf("dns %s = %q, want %q", k, got, want)
 		}
@@ -188,7 +113,7 @@ func TestLiveCapture(t *testing.T) {
 	}
 	h := find("http", func(e event.Event) bool { return e.String("url.path") == "/hello/world" })
 	for k, want := range map[string]string{"http.request.method": "GET", "url.original": "/hello/world?x=1", "url.query": "x=1",
-		"url.domain": lab.hostIP, "user_agent.original": "netsum-live-test/1.0", "http.response.status_code": "200", "destination.port": "8080"} {
+		"url.domain": lab.HostIP, "user_agent.original": "netsum-live-test/1.0", "http.response.status_code": "200", "destination.port": "8080"} {
 		if got := h.String(k); got != want {
 			t.Errorf("http %s = %q, want %q", k, got, want)
 		}
@@ -196,7 +121,7 @@ func TestLiveCapture(t *testing.T) {
 	fl := find("flow", func(e event.Event) bool {
 		return e.String("destination.port") == "8080" && e.String("network.transport") == "tcp"
 	})
-	for k, want := range map[string]string{"source.ip": lab.peerIP, "network.protocol": "http", FieldConnState: "SF"} {
+	for k, want := range map[string]string{"source.ip": lab.PeerIP, "network.protocol": "http", FieldConnState: "SF"} {
 		if got := fl.String(k); got != want {
 			t.Errorf("flow %s = %q, want %q (history %s)", k, got, want, fl.String(FieldHistory))
 		}
