@@ -5,7 +5,6 @@ package engine_test
 // (BSD-3, github.com/zeek/zeek testing/btest/Baseline) in ../shared/data.
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -87,35 +86,13 @@ func httpSummary(t testing.TB, method, host, uri, ua string) event.Event {
 // ("-" and "(empty)" dropped).
 func zeekLog(t testing.TB, path string) []map[string]string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var cols []string
-	var rows []map[string]string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "#fields\t"); ok {
-			cols = strings.Split(rest, "\t")
-			continue
-		}
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		vals := strings.Split(line, "\t")
-		row := map[string]string{}
-		for i, c := range cols {
-			if i < len(vals) && vals[i] != "-" && vals[i] != "(empty)" {
-				row[c] = vals[i]
+	rows := testenv.ZeekLog(t, path)
+	for _, row := range rows {
+		for k, v := range row {
+			if v == "-" || v == "(empty)" {
+				delete(row, k)
 			}
 		}
-		rows = append(rows, row)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return rows
 }

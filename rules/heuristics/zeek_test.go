@@ -1,7 +1,6 @@
 package heuristics
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net/netip"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,41 +33,6 @@ var zeekTraces = []zeekTrace{
 	{"core.tunnels.teredo", "tunnels/Teredo.pcap", []string{"conn.log"}},
 	{"scripts.base.protocols.dns.flip", "dns53.pcap", []string{"dns.log"}},
 	{"scripts.base.protocols.dns.multiple-txt-strings", "dns-txt-multiple.pcap", []string{"dns.log"}},
-}
-
-// readZeekLog reads a Zeek TSV log into rows keyed by the #fields names.
-func readZeekLog(path string) ([]map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var fields []string
-	var rows []map[string]string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "#fields\t"); ok {
-			fields = strings.Split(rest, "\t")
-			continue
-		}
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if fields == nil {
-			return nil, errors.New(path + ": a row before #fields")
-		}
-		vals := strings.Split(line, "\t")
-		row := make(map[string]string, len(fields))
-		for i, name := range fields {
-			if i < len(vals) {
-				row[name] = vals[i]
-			}
-		}
-		rows = append(rows, row)
-	}
-	return rows, sc.Err()
 }
 
 func tupleKey(proto, a string, ap string, b string, bp string) string {
@@ -147,10 +110,7 @@ func zeekEvents(t *testing.T, root string, tr zeekTrace) []event.Event {
 	var evs []event.Event
 	matched, total := 0, 0
 	for _, log := range tr.logs {
-		rows, err := readZeekLog(filepath.Join(root, "Baseline", tr.baseline, log))
-		if err != nil {
-			t.Fatal(err)
-		}
+		rows := testenv.ZeekLog(t, filepath.Join(root, "Baseline", tr.baseline, log))
 		prev := first
 		for _, row := range rows {
 			total++
