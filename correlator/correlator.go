@@ -415,11 +415,21 @@ type snapshotDoc struct {
 	Group     string    `json:"group"`
 	Offset    int64     `json:"offset"` // the next offset: every earlier message is in the state
 	Updated   time.Time `json:"updated"`
-	// State is the state as a JSON object (the first format; read only).
-	State *Snapshot `json:"state,omitempty"`
 	// Encoding and Blob carry the state since SnapshotEncoding.
 	Encoding string `json:"state_encoding,omitempty"`
 	Blob     []byte `json:"state_blob,omitempty"`
+	// Legacy is the state as a JSON object (the first format; read only).
+	Legacy *legacySnapshot `json:"state,omitempty"`
+	// State is the state read from either (parseSnapshotDoc).
+	State *Snapshot `json:"-"`
+}
+
+// legacySnapshot is the state in the first format: each entity's
+// correlation snapshot in a JSON string.
+type legacySnapshot struct {
+	Correlation map[string]string `json:"correlation,omitempty"`
+	Heuristics  json.RawMessage   `json:"heuristics,omitempty"`
+	Digest      string            `json:"digest,omitempty"`
 }
 
 func (c *Correlator) snapshotID(part int) string {
@@ -504,6 +514,13 @@ func parseSnapshotDoc(src []byte) (*snapshotDoc, error) {
 	}
 	switch doc.Encoding {
 	case "":
+		if l := doc.Legacy; l != nil {
+			doc.State = &Snapshot{Correlation: make(map[string][]byte, len(l.Correlation)), Heuristics: l.Heuristics, Digest: l.Digest}
+			for ent, data := range l.Correlation {
+				doc.State.Correlation[ent] = []byte(data)
+			}
+			doc.Legacy = nil
+		}
 	case SnapshotEncoding:
 		st, err := decodeSnapshot(doc.Blob)
 		if err != nil {

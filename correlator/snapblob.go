@@ -85,7 +85,7 @@ func encodeSnapshot(st *Snapshot) ([]byte, error) {
 			if err := put([]byte(e)); err != nil {
 				return err
 			}
-			if err := put([]byte(st.Correlation[e])); err != nil {
+			if err := put(st.Correlation[e]); err != nil {
 				return err
 			}
 		}
@@ -147,7 +147,7 @@ func decodeSnapshotFrames(raw []byte) (*Snapshot, error) {
 	if !ok || n > uint64(len(raw)) { // every entity takes at least two bytes
 		return nil, errSnapshotFraming
 	}
-	st := &Snapshot{Digest: string(digest), Correlation: make(map[string]string, n)}
+	st := &Snapshot{Digest: string(digest), Correlation: make(map[string][]byte, n)}
 	if len(heur) > 0 {
 		st.Heuristics = append([]byte(nil), heur...)
 	}
@@ -163,7 +163,7 @@ func decodeSnapshotFrames(raw []byte) (*Snapshot, error) {
 		if _, dup := st.Correlation[string(name)]; dup {
 			return nil, fmt.Errorf("decoding the snapshot: entity %q twice", name)
 		}
-		st.Correlation[string(name)] = string(data)
+		st.Correlation[string(name)] = data
 	}
 	if len(raw) > 0 {
 		return nil, errors.New("decoding the snapshot: trailing data")

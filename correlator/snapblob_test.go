@@ -47,12 +47,16 @@ func TestSnapshotDocFirstFormat(t *testing.T) {
 	feed(t, s, "comune-a", "192.0.2.1", 0, 4, t0)
 	snap, err := s.Snapshot()
 	require.NoError(t, err)
-	src, err := json.Marshal(map[string]any{"kind": SnapshotKind, "offset": 7, "state": snap})
+	// The first format: each entity's snapshot in a JSON string.
+	legacy := map[string]any{"heuristics": snap.Heuristics, "correlation": map[string]string{"comune-a": string(snap.Correlation["comune-a"])}}
+	src, err := json.Marshal(map[string]any{"kind": SnapshotKind, "offset": 7, "state": legacy})
 	require.NoError(t, err)
 
 	doc, err := parseSnapshotDoc(src)
 	require.NoError(t, err)
 	require.Equal(t, int64(7), doc.Offset)
+	require.Equal(t, snap.Correlation, doc.State.Correlation)
+	require.JSONEq(t, string(snap.Heuristics), string(doc.State.Heuristics))
 	restored := NewState(p, nil)
 	_, err = restored.Restore(doc.State)
 	require.NoError(t, err)
@@ -84,7 +88,7 @@ func TestSnapshotDocErrors(t *testing.T) {
 // or an error, never panics (a snapshot document may be damaged in the
 // store).
 func FuzzSnapshotBlob(f *testing.F) {
-	st := &Snapshot{Correlation: map[string]string{"comune-a": "{\"format\":\"csirt-correlation-state\",\"version\":1}\n"},
+	st := &Snapshot{Correlation: map[string][]byte{"comune-a": []byte("{\"format\":\"csirt-correlation-state\",\"version\":1}\n")},
 		Heuristics: json.RawMessage(`{"port_scan":{}}`), Digest: "abc"}
 	good, err := encodeSnapshot(st)
 	if err != nil {

@@ -214,7 +214,7 @@ func (s *State) entities() []string {
 type Snapshot struct {
 	// Correlation holds each entity's correlation snapshot
 	// (rules/correlation format).
-	Correlation map[string]string `json:"correlation,omitempty"`
+	Correlation map[string][]byte `json:"correlation,omitempty"`
 	// Heuristics is the heuristics.Set snapshot.
 	Heuristics json.RawMessage `json:"heuristics,omitempty"`
 	// Digest of the program that wrote it (informational).
@@ -223,7 +223,7 @@ type Snapshot struct {
 
 // Snapshot writes the state.
 func (s *State) Snapshot() (*Snapshot, error) {
-	snap := &Snapshot{Correlation: map[string]string{}, Digest: s.prog.Digest}
+	snap := &Snapshot{Correlation: map[string][]byte{}, Digest: s.prog.Digest}
 	var b bytes.Buffer
 	for _, ent := range s.entities() {
 		e := s.corr[ent]
@@ -234,7 +234,7 @@ func (s *State) Snapshot() (*Snapshot, error) {
 		if err := e.Snapshot(&b); err != nil {
 			return nil, fmt.Errorf("snapshot of the correlation state of %s: %w", ent, err)
 		}
-		snap.Correlation[ent] = b.String()
+		snap.Correlation[ent] = bytes.Clone(b.Bytes())
 	}
 	if s.heur != nil {
 		h, err := s.heur.Snapshot()
@@ -260,7 +260,7 @@ func (s *State) Restore(snap *Snapshot) ([]string, error) {
 		if e == nil {
 			continue
 		}
-		if err := e.Restore(bytes.NewReader([]byte(data))); err != nil {
+		if err := e.Restore(bytes.NewReader(data)); err != nil {
 			return nil, fmt.Errorf("restoring the correlation state of %s: %w", ent, err)
 		}
 		for _, d := range e.LastRestore().Dropped {
