@@ -36,8 +36,8 @@ type Options struct {
 	TLS *tls.Config
 	// ClientID is sent to the brokers. Default "csirt-agent".
 	ClientID string
-	// Compression of record batches: zstd (default), lz4, snappy, gzip or
-	// none.
+	// Compression of record batches: zstd (default; the fastest level, see
+	// zstdCodec), lz4, snappy, gzip or none.
 	Compression bus.Compression
 	// DialTimeout bounds a connection set-up (TCP, TLS, metadata). Default
 	// 10 s.
@@ -86,7 +86,11 @@ func (o Options) withDefaults() (Options, kafka.CompressionCodec, error) {
 	var codec kafka.CompressionCodec
 	switch bus.Compression(strings.ToLower(strings.TrimSpace(string(o.Compression)))) {
 	case "", bus.CompressionZstd:
-		codec = kafka.Zstd.Codec()
+		z, err := newZstdCodec()
+		if err != nil {
+			return o, nil, fmt.Errorf("kafka producer options: zstd: %w", err)
+		}
+		codec = z
 	case bus.CompressionLZ4:
 		codec = kafka.Lz4.Codec()
 	case bus.CompressionSnappy:

@@ -115,8 +115,34 @@ func shipped(t *testing.T, state string) uint64 {
 	return st.Counters.LinesShipped
 }
 
+// accessLine returns line n of the load: a web server access log line of
+// exactly 250 bytes with its newline, whose client, path, status, size,
+// time and user agent vary as in a municipality's web log, so that the
+// batches compress as real logs do (a repeated byte compresses far better
+// and flatters zstd's CPU time).
+func accessLine(n int) []byte {
+	paths := [...]string{"/servizi/anagrafe/certificati", "/albo-pretorio/atti", "/amministrazione-trasparente/bandi", "/tributi/imu/calcolo", "/wp-login.php", "/modulistica/edilizia/scia", "/api/v1/prenotazioni"}
+	agents := [...]string{
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+		"Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
+		"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+		"python-requests/2.32.3",
+	}
+	statuses := [...]int{200, 200, 200, 304, 404, 302, 500}
+	h := uint32(n)*2654435761 + 12345 // a cheap mix of n
+	ts := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Millisecond)
+	s := fmt.Sprintf("%d.%d.%d.%d - - [%s] \"GET %s?id=%d HTTP/1.1\" %d %d \"https://www.comune.example.it%s\" \"%s\" rt=0.%03d urt=\"0.%03d\"",
+		10+h%200, (h>>8)%256, (h>>16)%256, 1+(h>>24)%254, ts.Format("02/Jan/2006:15:04:05 -0700"),
+		paths[h%uint32(len(paths))], h%100000, statuses[(h>>3)%uint32(len(statuses))], 200+h%90000,
+		paths[(h>>7)%uint32(len(paths))], agents[(h>>5)%uint32(len(agents))], h%1000, (h>>10)%1000)
+	for i := uint32(0); len(s) < 249; i++ {
+		s += fmt.Sprintf(" x-req-%d=%x", i, h>>(i%24))
+	}
+	return []byte(s[:249] + "\n")
+}
+
 // TestLoadReport measures the real binary against a private Kafka over
-// mutual TLS: CPU and RSS at fixed rates of 250-byte lines (signing and
+// mutual TLS: CPU and RSS at fixed rates of 250-byte access log lines (signing and
 // zstd included), and the most lines/s per CPU second on a backlog. Run
 // with -load; it reports, it does not assert timings.
 func TestLoadReport(t *testing.T) {
@@ -131,7 +157,6 @@ func TestLoadReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := buildAgent(t)
-	line := strings.Repeat("y", 249) // + "\n" = 250 bytes
 	setup := func(name string) (state, logFile string, ag *agentProc) {
 		work := filepath.Join(t.TempDir(), name)
 		state, logFile = filepath.Join(work, "state"), filepath.Join(work, "app.log")
@@ -190,7 +215,7 @@ func TestLoadReport(t *testing.T) {
 		for time.Since(t0) < secs*time.Second {
 			due := int(time.Since(t0).Seconds() * float64(rate))
 			for ; n < due; n++ {
-				fh.WriteString(line + "\n")
+				fh.Write(accessLine(n))
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -205,6 +230,10 @@ func TestLoadReport(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for shipped(t, state) < uint64(n) && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
+		}
+		if got := shipped(t, state); got < uint64(n) {
+			b, _ := os.ReadFile(ag.log.Name())
+			t.Errorf("%d lines/s: %d of %d lines shipped 30 s after the last write; end of the agent's log:\n%s", rate, got, n, b[max(0, len(b)-2000):])
 		}
 		cpuPct := float64(cpu1-cpu0) / float64(wall) * 100
 		load, _ := os.ReadFile("/proc/loadavg")
@@ -232,8 +261,8 @@ func TestLoadReport(t *testing.T) {
 	}
 	w := bufio.NewWriterSize(fh, 1<<20)
 	const backlog = 500_000
-	for range backlog {
-		w.WriteString(line + "\n")
+	for i := range backlog {
+		w.Write(accessLine(i))
 	}
 	w.Flush()
 	fh.Close()
