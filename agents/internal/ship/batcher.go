@@ -275,10 +275,23 @@ func (b *Batcher) Run(ctx context.Context, in <-chan source.Record) error {
 				return err
 			}
 		}
+		next, ok := b.nextDue()
+		if len(in) > 0 || len(b.round) > 0 {
+			// More is waiting: the timer is set only before the batcher
+			// blocks. Setting it wakes the runtime's network poller (a
+			// thread) when it is earlier than the poller's next timer,
+			// and in a source's round the batch is flushed by RoundDone
+			// before it would ever fire. A due batch is still flushed.
+			if ok && !next.After(b.opts.Now()) {
+				if err := b.flushDue(ctx); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		// The timer is moved only when the earliest due time changed, and
 		// stopped when nothing is pending, so that it wakes the agent only
 		// for a batch that is due.
-		next, ok := b.nextDue()
 		switch {
 		case ok && !next.Equal(armedAt):
 			timer.Stop()

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,6 +139,32 @@ func TestBatcherLinger(t *testing.T) {
 	t.Logf("one record flushed after %s (linger 20 ms)", took)
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// TestBatcherLingerWhileBusy: while records keep waiting the linger timer is
+// not set (that would wake the runtime's poller for nothing), but a batch
+// whose linger is over is still flushed before the next record is taken.
+func TestBatcherLingerWhileBusy(t *testing.T) {
+	j := &journal{}
+	var clock atomic.Int64 // ms; every call to Now moves it on by 1 ms
+	now := func() time.Time { return time.UnixMilli(1_700_000_000_000 + clock.Add(1)) }
+	b, err := NewBatcher(BatcherOptions{AgentID: testAgent, EntityID: testEntity, Signer: testSigner(t), Sequencer: j, Spool: j, Ack: j.Ack,
+		Linger: 10 * time.Millisecond, MaxRecords: envelope.MaxRecords, Now: now})
+	require.NoError(t, err)
+	const n = 100
+	in := make(chan source.Record, n)
+	for _, r := range recs("a", n, 10) {
+		in <- r
+	}
+	close(in)
+	require.NoError(t, b.Run(context.Background(), in))
+	_, batches := j.snapshot()
+	require.Greater(t, len(batches), 2, "a busy input went into %d batches: linger ignored", len(batches))
+	total := 0
+	for _, bt := range batches {
+		total += len(bt.Records)
+	}
+	require.Equal(t, n, total)
 }
 
 // TestBatcherOrder: numbers are reserved before the append, and the source

@@ -14,11 +14,12 @@
 //     of a checkpointed file when the rotation happened while the agent
 //     was stopped) and read from where the original stopped: the lines
 //     written just before the truncation are not lost, and not read twice.
-//   - Files are read when inotify reports a change in their directory, at
-//     most every PollInterval (50 ms by default), and checked every
-//     RescanInterval (1 s) without events; without inotify they are polled
-//     every PollInterval. New files matching a glob are picked up at the
-//     next check.
+//   - While lines keep coming the files are read every PollInterval (70 ms
+//     by default) on a ticker. A quiet source waits for inotify to report a
+//     change in a watched directory (then reads at most PollInterval after
+//     its last round) and checks every RescanInterval (1 s) without events;
+//     without inotify the files are polled every PollInterval. New files
+//     matching a glob are picked up at the next check.
 //   - A line longer than MaxLineBytes is cut: its first MaxLineBytes bytes
 //     are emitted with envelope.FlagTruncated and the rest is skipped in
 //     chunks, never held in memory. Invalid UTF-8 is kept as bytes and
@@ -343,15 +344,22 @@ func (s *FileSource) Run(ctx context.Context, out chan<- source.Record) error {
 	defer s.syncCheckpoint()
 	first := true
 	w := s.startWatcher()
-	if w != nil {
-		defer w.Close()
-	}
-	var events <-chan struct{}
-	if w != nil {
-		events = w.C()
-	}
+	defer func() {
+		if w != nil {
+			w.Close()
+		}
+	}()
 	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
+	// While lines keep coming rounds follow a ticker: it stays armed
+	// between rounds, where a timer set anew after each round is earlier
+	// than the runtime's network poller expects and wakes that thread to
+	// re-arm its sleep, a wake-up per round for nothing.
+	ticker := time.NewTicker(s.cfg.PollInterval)
+	ticker.Stop()
+	defer ticker.Stop()
+	ticking := false
 	lastSync := s.now()
 	var lastRound, lastWatch time.Time
 	for {
@@ -360,6 +368,16 @@ func (s *FileSource) Run(ctx context.Context, out chan<- source.Record) error {
 			lastSync = now
 		}
 		lastRound = time.Now()
+		if w != nil {
+			select {
+			case <-w.Dead():
+				s.log.WithError(w.Err()).Warn("inotify stopped working: polling the files every poll_interval")
+				w.Close()
+				w = nil
+			default:
+				w.Drain() // this round covers what happened so far
+			}
+		}
 		if w != nil && (lastRound.Sub(lastWatch) >= s.cfg.RescanInterval || lastRound.Before(lastWatch)) {
 			s.watchDirs(w)
 			lastWatch = lastRound
@@ -373,24 +391,40 @@ func (s *FileSource) Run(ctx context.Context, out chan<- source.Record) error {
 		if more {
 			continue // a file has more than one round's worth: no sleep
 		}
-		if s.emitted > 0 && s.onRound != nil {
+		hot := s.emitted > 0
+		if hot && s.onRound != nil {
 			s.onRound()
 		}
 		s.emitted = 0
-		// With inotify the next round comes with the next event (but not
-		// before PollInterval since this one) or after RescanInterval;
-		// files being rotated or copied are looked at every PollInterval.
-		wait := s.cfg.PollInterval
-		if w != nil && !s.settling() {
-			wait = s.cfg.RescanInterval
-			w.Resume()
+		// While lines keep coming the next round is PollInterval after
+		// this one, on the ticker alone; so without inotify, and for files
+		// being rotated or copied. With inotify a quiet source waits for
+		// the next event (but reads not before PollInterval since this
+		// round) or RescanInterval.
+		if w == nil || hot || s.settling() {
+			if !ticking {
+				ticker.Reset(s.cfg.PollInterval)
+				ticking = true
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-ticker.C:
+			}
+			continue
 		}
-		timer.Reset(wait - time.Since(lastRound))
+		if ticking {
+			ticker.Stop()
+			ticking = false
+		}
+		w.Arm()
+		timer.Reset(s.cfg.RescanInterval - time.Since(lastRound))
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
-		case <-events:
+		case <-w.C():
+			timer.Stop()
 			if d := s.cfg.PollInterval - time.Since(lastRound); d > 0 {
 				timer.Reset(d)
 				select {

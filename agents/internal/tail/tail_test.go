@@ -679,9 +679,14 @@ func TestWakeups(t *testing.T) {
 			appendFile(t, log, numbered("a", 0, 10))
 			h := start(t, t.TempDir(), cfg)
 			h.wait(10)
-			time.Sleep(50 * time.Millisecond) // idle: with inotify the source sleeps
-			appendFile(t, log, numbered("a", 10, 20))
-			h.wait(20)
+			// Quiet spells longer than two poll intervals: with inotify the
+			// source no longer reads on its timer but waits for an event
+			// (the rescan is an hour away), each time.
+			for i := 10; i < 20; i += 5 {
+				time.Sleep(300 * time.Millisecond)
+				appendFile(t, log, numbered("a", i, i+5))
+				h.wait(i + 5)
+			}
 			// Rename rotation: the new file is found.
 			if err := os.Rename(log, log+".1"); err != nil {
 				t.Fatal(err)

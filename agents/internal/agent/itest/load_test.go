@@ -27,6 +27,9 @@ var (
 	loadOnly   = flag.Int("load.rate", 0, "measure only this rate (lines/s) and skip the backlog")
 	cpuProfile = flag.String("load.cpuprofile", "", "write a CPU profile of the agent at the first rate to this file")
 	loadComp   = flag.String("load.compression", "", "transport.compression of the agent (default: the agent's default)")
+	loadSecs   = flag.Int("load.secs", 20, "seconds each rate is measured")
+	loadRepeat = flag.Int("load.repeat", 1, "measure each rate (and binary) this many times")
+	loadBins   = flag.String("load.bin", "", "comma-separated csirt-agent binaries to measure in turn at each rate instead of the tree's (to compare builds on the same machine state); skips the backlog")
 	loadAttach = flag.String("load.attach", "", `a diagnostic command run during the measurement of the first rate with the agent's pid appended and interrupted at its end, e.g. "strace -f -tt -o /tmp/st.txt -p" or "perf record -g -o /tmp/perf.data -p" (the agent's CPU figures are then not comparable)`)
 )
 
@@ -156,7 +159,11 @@ func TestLoadReport(t *testing.T) {
 	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: []string{k.PlainAddr()}}, []bus.TopicSpec{{Name: bus.TopicRaw, Partitions: 3}}); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildAgent(t)
+	bins := strings.Split(*loadBins, ",")
+	if *loadBins == "" {
+		bins = []string{buildAgent(t)}
+	}
+	bin := bins[0]
 	setup := func(name string) (state, logFile string, ag *agentProc) {
 		work := filepath.Join(t.TempDir(), name)
 		state, logFile = filepath.Join(work, "state"), filepath.Join(work, "app.log")
@@ -186,8 +193,25 @@ func TestLoadReport(t *testing.T) {
 	if *loadOnly > 0 {
 		rates = []int{*loadOnly}
 	}
-	for i, rate := range rates {
-		state, logFile, ag := setup(fmt.Sprintf("rate%d", rate))
+	type run struct {
+		rate int
+		bin  string
+	}
+	var runs []run
+	for _, rate := range rates {
+		for range *loadRepeat {
+			for _, b := range bins {
+				runs = append(runs, run{rate, b})
+			}
+		}
+	}
+	for i, r := range runs {
+		rate := r.rate
+		state, logFile, ag := setup(fmt.Sprintf("run%d-rate%d", i, rate))
+		ag.bin = r.bin
+		if len(bins) > 1 {
+			fmt.Printf("load: run %d: %s\n", i, r.bin)
+		}
 		if i == 0 && *cpuProfile != "" {
 			ag.env = []string{"CSIRT_AGENT_CPUPROFILE=" + *cpuProfile}
 		}
@@ -197,7 +221,7 @@ func TestLoadReport(t *testing.T) {
 		}
 		ag.start()
 		time.Sleep(2 * time.Second) // start-up out of the measurement
-		const secs = 20
+		secs := time.Duration(*loadSecs)
 		pid := ag.cmd.Process.Pid
 		cpu0, _, _ := procStats(t, pid)
 		sched0 := schedCPU(pid)
@@ -250,7 +274,7 @@ func TestLoadReport(t *testing.T) {
 			t.Errorf("agent exit: %v", err)
 		}
 	}
-	if *loadOnly > 0 {
+	if *loadOnly > 0 || len(bins) > 1 {
 		return
 	}
 	// Backlog: 500,000 lines already written; lines shipped per CPU second.
