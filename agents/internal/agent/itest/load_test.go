@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,17 +18,22 @@ import (
 
 	"github.com/csirt-toscana/platform/agents/internal/agent"
 	"github.com/csirt-toscana/platform/agents/internal/agent/agenttest"
+	"github.com/csirt-toscana/platform/agents/internal/heartbeat"
 	"github.com/csirt-toscana/platform/agents/internal/identity"
 	"github.com/csirt-toscana/platform/internal/bus"
+	"github.com/csirt-toscana/platform/internal/envelope"
 	"github.com/csirt-toscana/platform/internal/policy"
 	"github.com/csirt-toscana/platform/internal/testenv"
+	"github.com/segmentio/kafka-go"
 )
 
 var (
 	loadRun    = flag.Bool("load", false, "run the load report (agent CPU and RSS per 1k lines/s, maximum lines/s on one core)")
 	loadOnly   = flag.Int("load.rate", 0, "measure only this rate (lines/s) and skip the backlog")
 	cpuProfile = flag.String("load.cpuprofile", "", "write a CPU profile of the agent at the first rate to this file")
-	loadComp   = flag.String("load.compression", "", "transport.compression of the agent (default: the agent's default)")
+	loadComp   = flag.String("load.compression", "", "transport.compression of the agent (default: the agent's default); a comma-separated list measures each in turn")
+	loadSlack  = flag.String("load.timerslack", "", "timer slack of the agent, as systemd's TimerSlackNSec= sets it (default: the packaged unit's; 0: inherited, 50µs by default); a comma-separated list measures each in turn")
+	loadPoll   = flag.String("load.poll", "", "poll_interval of the file source (default: the source's default); a comma-separated list measures each in turn")
 	loadSecs   = flag.Int("load.secs", 20, "seconds each rate is measured")
 	loadRepeat = flag.Int("load.repeat", 1, "measure each rate (and binary) this many times")
 	loadBins   = flag.String("load.bin", "", "comma-separated csirt-agent binaries to measure in turn at each rate instead of the tree's (to compare builds on the same machine state); skips the backlog")
@@ -134,14 +141,94 @@ func accessLine(n int) []byte {
 	statuses := [...]int{200, 200, 200, 304, 404, 302, 500}
 	h := uint32(n)*2654435761 + 12345 // a cheap mix of n
 	ts := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC).Add(time.Duration(n) * time.Millisecond)
-	s := fmt.Sprintf("%d.%d.%d.%d - - [%s] \"GET %s?id=%d HTTP/1.1\" %d %d \"https://www.comune.example.it%s\" \"%s\" rt=0.%03d urt=\"0.%03d\"",
+	s := fmt.Sprintf("%d.%d.%d.%d - - [%s] \"GET %s?id=%d&req=%d HTTP/1.1\" %d %d \"https://www.comune.example.it%s\" \"%s\" rt=0.%03d urt=\"0.%03d\"",
 		10+h%200, (h>>8)%256, (h>>16)%256, 1+(h>>24)%254, ts.Format("02/Jan/2006:15:04:05 -0700"),
-		paths[h%uint32(len(paths))], h%100000, statuses[(h>>3)%uint32(len(statuses))], 200+h%90000,
+		paths[h%uint32(len(paths))], h%100000, n, statuses[(h>>3)%uint32(len(statuses))], 200+h%90000,
 		paths[(h>>7)%uint32(len(paths))], agents[(h>>5)%uint32(len(agents))], h%1000, (h>>10)%1000)
 	for i := uint32(0); len(s) < 249; i++ {
 		s += fmt.Sprintf(" x-req-%d=%x", i, h>>(i%24))
 	}
 	return []byte(s[:249] + "\n")
+}
+
+// unitSlack returns the TimerSlackNSec= of the packaged systemd unit: the
+// load run measures the agent as the package runs it.
+func unitSlack(t *testing.T) time.Duration {
+	t.Helper()
+	unit := filepath.Join(testenv.RepoRoot(), "deploy", "package", "files", "csirt-agent.service")
+	b, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "TimerSlackNSec="); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				t.Fatalf("%s: TimerSlackNSec=%s: want a duration with its unit (the load run reads it): %v", unit, v, err)
+			}
+			return d
+		}
+	}
+	return 0
+}
+
+var reqField = regexp.MustCompile(`[?&]req=(\d+) `)
+
+// latencies reads back the batches agentID sent to csirt.raw.v1 and returns,
+// sorted, for every line found the time from its write (written, indexed by
+// the line's req= number) to the broker's append time of its batch.
+func latencies(t *testing.T, broker, agentID string, written []time.Time) []time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := kafka.DialContext(ctx, "tcp", broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := conn.ReadPartitions(bus.TopicRaw)
+	conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []time.Duration
+	seen := make([]bool, len(written))
+	for _, p := range parts {
+		pc, err := kafka.DialLeader(ctx, "tcp", broker, bus.TopicRaw, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end, err := pc.ReadLastOffset()
+		pc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: bus.TopicRaw, Partition: p.ID, MaxBytes: 10 << 20})
+		for off := int64(0); off < end; off++ {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				t.Fatalf("reading %s partition %d: %v", bus.TopicRaw, p.ID, err)
+			}
+			off = m.Offset
+			b, err := envelope.Decode(m.Value)
+			if err != nil || b.AgentID != agentID || b.StreamID == heartbeat.Stream {
+				continue
+			}
+			for _, rec := range b.Records {
+				sm := reqField.FindSubmatch(rec.Data)
+				if sm == nil {
+					continue
+				}
+				n, _ := strconv.Atoi(string(sm[1]))
+				if n < len(written) && !seen[n] {
+					seen[n] = true
+					out = append(out, m.Time.Sub(written[n]))
+				}
+			}
+		}
+		r.Close()
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestLoadReport measures the real binary against a private Kafka over
@@ -156,19 +243,49 @@ func TestLoadReport(t *testing.T) {
 	k := testenv.StartPrivateKafka(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: []string{k.PlainAddr()}}, []bus.TopicSpec{{Name: bus.TopicRaw, Partitions: 3}}); err != nil {
+	// The broker stamps each batch when it appends it: the latency below
+	// is from the write of a line to that stamp.
+	raw := bus.TopicSpec{Name: bus.TopicRaw, Partitions: 3, Configs: map[string]string{"message.timestamp.type": "LogAppendTime"}}
+	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: []string{k.PlainAddr()}}, []bus.TopicSpec{raw}); err != nil {
 		t.Fatal(err)
 	}
 	bins := strings.Split(*loadBins, ",")
 	if *loadBins == "" {
 		bins = []string{buildAgent(t)}
 	}
-	bin := bins[0]
-	setup := func(name string) (state, logFile string, ag *agentProc) {
+	// A variant is one binary with one compression and poll interval; with
+	// several, each rate measures them in turn (-load.repeat times), so
+	// that they meet the same machine state.
+	type variant struct {
+		bin, comp, poll string
+		slack           time.Duration
+	}
+	var variants []variant
+	for _, b := range bins {
+		for _, c := range strings.Split(*loadComp, ",") {
+			for _, p := range strings.Split(*loadPoll, ",") {
+				for _, sl := range strings.Split(*loadSlack, ",") {
+					d := unitSlack(t)
+					if sl != "" {
+						var err error
+						if d, err = time.ParseDuration(sl); err != nil {
+							t.Fatalf("-load.timerslack %q: %v", sl, err)
+						}
+					}
+					variants = append(variants, variant{b, c, p, d})
+				}
+			}
+		}
+	}
+	setup := func(name string, v variant) (state, logFile string, ag *agentProc) {
 		work := filepath.Join(t.TempDir(), name)
 		state, logFile = filepath.Join(work, "state"), filepath.Join(work, "app.log")
 		ca.Mint(t, state, identity.Info{AgentID: "load-" + name, EntityID: "comune-load", KafkaBootstrap: []string{k.TLSAddr()}}, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-		cfg, _ := json.Marshal(map[string]any{"paths": []string{logFile}})
+		src := map[string]any{"paths": []string{logFile}}
+		if v.poll != "" {
+			src["poll_interval"] = v.poll
+		}
+		cfg, _ := json.Marshal(src)
 		pol := policy.Policy{Sources: []policy.Source{{Name: "app", Kind: "file", Config: cfg}}}
 		pol.Normalize()
 		if err := identity.SavePolicy(state, pol); err != nil {
@@ -176,8 +293,8 @@ func TestLoadReport(t *testing.T) {
 		}
 		cfgPath := filepath.Join(work, "agent.yml")
 		agentCfg := "state_dir: " + state + "\nlog:\n  level: warn\n"
-		if *loadComp != "" {
-			agentCfg += "transport:\n  compression: " + *loadComp + "\n"
+		if v.comp != "" {
+			agentCfg += "transport:\n  compression: " + v.comp + "\n"
 		}
 		if err := os.WriteFile(cfgPath, []byte(agentCfg), 0o644); err != nil {
 			t.Fatal(err)
@@ -187,7 +304,7 @@ func TestLoadReport(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { lf.Close() })
-		return state, logFile, &agentProc{t: t, bin: bin, cfg: cfgPath, log: lf}
+		return state, logFile, &agentProc{t: t, bin: v.bin, cfg: cfgPath, log: lf, timerSlack: v.slack}
 	}
 	rates := []int{1000, 5000}
 	if *loadOnly > 0 {
@@ -195,22 +312,21 @@ func TestLoadReport(t *testing.T) {
 	}
 	type run struct {
 		rate int
-		bin  string
+		v    variant
 	}
 	var runs []run
 	for _, rate := range rates {
 		for range *loadRepeat {
-			for _, b := range bins {
-				runs = append(runs, run{rate, b})
+			for _, v := range variants {
+				runs = append(runs, run{rate, v})
 			}
 		}
 	}
 	for i, r := range runs {
 		rate := r.rate
-		state, logFile, ag := setup(fmt.Sprintf("run%d-rate%d", i, rate))
-		ag.bin = r.bin
-		if len(bins) > 1 {
-			fmt.Printf("load: run %d: %s\n", i, r.bin)
+		state, logFile, ag := setup(fmt.Sprintf("run%d-rate%d", i, rate), r.v)
+		if len(variants) > 1 {
+			fmt.Printf("load: run %d: binary %s, compression %q, poll_interval %q, timer slack %s\n", i, r.v.bin, r.v.comp, r.v.poll, r.v.slack)
 		}
 		if i == 0 && *cpuProfile != "" {
 			ag.env = []string{"CSIRT_AGENT_CPUPROFILE=" + *cpuProfile}
@@ -236,10 +352,12 @@ func TestLoadReport(t *testing.T) {
 		}
 		t0 := time.Now()
 		n := 0
+		written := make([]time.Time, 0, int(secs)*rate+rate)
 		for time.Since(t0) < secs*time.Second {
 			due := int(time.Since(t0).Seconds() * float64(rate))
 			for ; n < due; n++ {
 				fh.Write(accessLine(n))
+				written = append(written, time.Now())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -259,13 +377,18 @@ func TestLoadReport(t *testing.T) {
 			b, _ := os.ReadFile(ag.log.Name())
 			t.Errorf("%d lines/s: %d of %d lines shipped 30 s after the last write; end of the agent's log:\n%s", rate, got, n, b[max(0, len(b)-2000):])
 		}
+		lat := latencies(t, k.PlainAddr(), "load-"+fmt.Sprintf("run%d-rate%d", i, rate), written)
 		cpuPct := float64(cpu1-cpu0) / float64(wall) * 100
 		load, _ := os.ReadFile("/proc/loadavg")
 		fmt.Printf("load: machine load average %s", load)
 		fmt.Printf("load: %d lines/s of 250 B for %s: agent CPU %.2f%% of one core (%.2f%% per 1k lines/s), RSS %.1f MB (peak %.1f MB), shipped %d of %d\n",
 			rate, wall.Round(time.Second), cpuPct, cpuPct/(float64(rate)/1000), float64(rss)/1e6, float64(hwm)/1e6, shipped(t, state), n)
+		if len(lat) > 0 {
+			fmt.Printf("load: %d lines/s: line written to appended in Kafka (broker's LogAppendTime), %d lines: median %s, p99 %s, max %s\n",
+				rate, len(lat), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+		}
 		if st, err := agent.ReadStatus(state); err == nil {
-			fmt.Printf("load: %d lines/s: agent GOMAXPROCS %d (0: Go's default)\n", rate, st.MaxProcs)
+			fmt.Printf("load: %d lines/s: agent GOMAXPROCS %d (0: Go's default), timer slack %s (0: inherited)\n", rate, st.MaxProcs, r.v.slack)
 		}
 		fmt.Printf("load: %d lines/s: scheduler run time of the agent's threads %.2f%% of one core (/proc/PID/task/*/schedstat), context switches/s %.0f voluntary, %.0f involuntary\n",
 			rate, float64(sched1-sched0)/float64(wall)*100, float64(vol1-vol0)/wall.Seconds(), float64(invol1-invol0)/wall.Seconds())
@@ -274,11 +397,11 @@ func TestLoadReport(t *testing.T) {
 			t.Errorf("agent exit: %v", err)
 		}
 	}
-	if *loadOnly > 0 || len(bins) > 1 {
+	if *loadOnly > 0 || len(variants) > 1 {
 		return
 	}
 	// Backlog: 500,000 lines already written; lines shipped per CPU second.
-	state, logFile, ag := setup("max")
+	state, logFile, ag := setup("max", variants[0])
 	fh, err := os.Create(logFile)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/csirt-toscana/platform/agents/internal/agent/agenttest"
 	"github.com/csirt-toscana/platform/agents/internal/heartbeat"
@@ -36,6 +38,10 @@ type agentProc struct {
 	log      *os.File
 	cmd      *exec.Cmd
 	env      []string // extra environment
+	// timerSlack, when set, is the agent's timer slack, as systemd's
+	// TimerSlackNSec= sets it: the agent is started from a thread with this
+	// slack, which it inherits (prctl(2), PR_SET_TIMERSLACK).
+	timerSlack time.Duration
 }
 
 func (a *agentProc) start() {
@@ -43,6 +49,15 @@ func (a *agentProc) start() {
 	a.cmd = exec.Command(a.bin, "run", "--config", a.cfg)
 	a.cmd.Env = append(os.Environ(), a.env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
+	if a.timerSlack > 0 {
+		// The child is forked from this goroutine's thread, locked to it.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(a.timerSlack.Nanoseconds()), 0, 0, 0); err != nil {
+			a.t.Fatalf("prctl(PR_SET_TIMERSLACK): %v", err)
+		}
+		defer func() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, 0, 0, 0, 0) }() // 0: back to the thread's default
+	}
 	if err := a.cmd.Start(); err != nil {
 		a.t.Fatal(err)
 	}
