@@ -378,7 +378,7 @@ func (a *Agent) buildSources(p policy.Policy) ([]namedSource, map[string]error) 
 
 // Default soft memory limits (Config.MemoryLimit = 0).
 const (
-	DefaultMemoryLimit        = 40 << 20 // logs only
+	DefaultMemoryLimit        = 28 << 20 // logs only: a backlog peaks at 47 MB RSS (docs/PERFORMANCE.md)
 	DefaultCaptureMemoryLimit = 80 << 20 // with packet capture on (100k flows)
 )
 

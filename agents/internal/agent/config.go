@@ -30,8 +30,8 @@ type Config struct {
 	Log       LogConfig `yaml:"log"`
 	Spool     Spool     `yaml:"spool"`
 	Transport Transport `yaml:"transport"`
-	// MemoryLimit is the Go runtime's soft memory limit: "40MiB", or
-	// "off". Default (empty): 40 MiB, 80 MiB while the policy turns
+	// MemoryLimit is the Go runtime's soft memory limit: "28MiB", or
+	// "off". Default (empty): 28 MiB, 80 MiB while the policy turns
 	// packet capture on. The GOMEMLIMIT environment variable wins.
 	MemoryLimit MemoryLimit `yaml:"memory_limit"`
 	// MaxProcs is how many cores the agent's Go code may use at once

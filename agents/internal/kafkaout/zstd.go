@@ -28,6 +28,12 @@ func newZstdCodec() (*zstdCodec, error) {
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithZeroFrames(true),
+		// The default 8 MiB window makes the encoder keep a history buffer
+		// of twice that once a request of several batches passes 128 KiB
+		// (a backlog): most of the agent's heap. Log lines repeat within a
+		// few KiB; 256 KiB of window loses nothing measurable.
+		zstd.WithWindowSize(windowSize),
+		zstd.WithLowerEncoderMem(true),
 	)
 	if err != nil {
 		return nil, err
@@ -53,6 +59,9 @@ func (c *zstdCodec) NewWriter(w io.Writer) io.WriteCloser {
 	c.mu.Unlock()
 	return &zstdWriter{c: c, w: w, in: in, out: out}
 }
+
+// windowSize is the zstd window of the producer's batches.
+const windowSize = 256 << 10
 
 // maxKeptBuffer bounds the buffers kept between batches.
 const maxKeptBuffer = 4 << 20

@@ -29,7 +29,7 @@ import (
 
 var (
 	loadRun    = flag.Bool("load", false, "run the load report (agent CPU and RSS per 1k lines/s, maximum lines/s on one core)")
-	loadOnly   = flag.Int("load.rate", 0, "measure only this rate (lines/s) and skip the backlog")
+	loadOnly   = flag.Int("load.rate", 0, "measure only this rate (lines/s) and skip the backlog; -1: only the backlog")
 	cpuProfile = flag.String("load.cpuprofile", "", "write a CPU profile of the agent at the first rate to this file")
 	loadComp   = flag.String("load.compression", "", "transport.compression of the agent (default: the agent's default); a comma-separated list measures each in turn")
 	loadSlack  = flag.String("load.timerslack", "", "timer slack of the agent, as systemd's TimerSlackNSec= sets it (default: the packaged unit's; 0: inherited, 50µs by default); a comma-separated list measures each in turn")
@@ -37,6 +37,7 @@ var (
 	loadSecs   = flag.Int("load.secs", 20, "seconds each rate is measured")
 	loadRepeat = flag.Int("load.repeat", 1, "measure each rate (and binary) this many times")
 	loadBins   = flag.String("load.bin", "", "comma-separated csirt-agent binaries to measure in turn at each rate instead of the tree's (to compare builds on the same machine state); skips the backlog")
+	loadLogs   = flag.String("load.logs", "", "copy each agent's log (its stderr: GODEBUG=gctrace=1 output too) into this directory")
 	loadAttach = flag.String("load.attach", "", `a diagnostic command run during the measurement of the first rate with the agent's pid appended and interrupted at its end, e.g. "strace -f -tt -o /tmp/st.txt -p" or "perf record -g -o /tmp/perf.data -p" (the agent's CPU figures are then not comparable)`)
 )
 
@@ -303,12 +304,21 @@ func TestLoadReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { lf.Close() })
+		t.Cleanup(func() {
+			lf.Close()
+			if *loadLogs != "" {
+				b, _ := os.ReadFile(lf.Name())
+				_ = os.WriteFile(filepath.Join(*loadLogs, name+".log"), b, 0o644)
+			}
+		})
 		return state, logFile, &agentProc{t: t, bin: v.bin, cfg: cfgPath, log: lf, timerSlack: v.slack}
 	}
 	rates := []int{1000, 5000}
-	if *loadOnly > 0 {
+	switch {
+	case *loadOnly > 0:
 		rates = []int{*loadOnly}
+	case *loadOnly < 0:
+		rates = nil
 	}
 	type run struct {
 		rate int
