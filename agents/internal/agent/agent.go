@@ -1048,6 +1048,7 @@ func (a *Agent) Status() *Status {
 	st.Capture = a.captureStats()
 	st.MemoryLimit = a.memLimit.Load()
 	st.MaxProcs = int(a.maxProcs.Load())
+	st.TimerSlackNS = timerSlack()
 	st.Sources = a.sourceStates()
 	st.Spool.Error, _ = a.spoolErr.Load().(string)
 	if msg, at, certErr := a.producer.last(); msg != "" {

@@ -48,12 +48,16 @@ type Status struct {
 	MemoryLimit int64 `json:"memory_limit,omitempty"`
 	// MaxProcs is the GOMAXPROCS the agent set (0: left to Go or to the
 	// GOMAXPROCS environment variable).
-	MaxProcs int                     `json:"max_procs,omitempty"`
-	Sources  []heartbeat.SourceState `json:"sources"`
-	Spool    SpoolStatus             `json:"spool"`
-	Cert     CertStatus              `json:"cert"`
-	Policy   PolicyStatus            `json:"policy"`
-	Problems []string                `json:"problems,omitempty"`
+	MaxProcs int `json:"max_procs,omitempty"`
+	// TimerSlackNS is the timer slack the agent's threads run with (ns;
+	// the packaged unit sets 4 ms, a process started otherwise usually
+	// has Linux's default 50 µs and uses more CPU: docs/agent.md, "Cores").
+	TimerSlackNS int64                   `json:"timer_slack_ns,omitempty"`
+	Sources      []heartbeat.SourceState `json:"sources"`
+	Spool        SpoolStatus             `json:"spool"`
+	Cert         CertStatus              `json:"cert"`
+	Policy       PolicyStatus            `json:"policy"`
+	Problems     []string                `json:"problems,omitempty"`
 }
 
 // SpoolStatus is the spool's limits (its depth is in Counters).

@@ -398,7 +398,10 @@ func TestLoadReport(t *testing.T) {
 				rate, len(lat), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*99/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 		}
 		if st, err := agent.ReadStatus(state); err == nil {
-			fmt.Printf("load: %d lines/s: agent GOMAXPROCS %d (0: Go's default), timer slack %s (0: inherited)\n", rate, st.MaxProcs, r.v.slack)
+			fmt.Printf("load: %d lines/s: agent GOMAXPROCS %d (0: Go's default), timer slack %s (status.json)\n", rate, st.MaxProcs, time.Duration(st.TimerSlackNS))
+			if r.v.slack > 0 && time.Duration(st.TimerSlackNS) != r.v.slack {
+				t.Errorf("the agent reports a timer slack of %s, started with %s", time.Duration(st.TimerSlackNS), r.v.slack)
+			}
 		}
 		fmt.Printf("load: %d lines/s: scheduler run time of the agent's threads %.2f%% of one core (/proc/PID/task/*/schedstat), context switches/s %.0f voluntary, %.0f involuntary\n",
 			rate, float64(sched1-sched0)/float64(wall)*100, float64(vol1-vol0)/wall.Seconds(), float64(invol1-invol0)/wall.Seconds())
