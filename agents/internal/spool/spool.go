@@ -229,6 +229,11 @@ type Spool struct {
 	wake     chan struct{} // closed and replaced on append and close
 	unsynced bool          // the tail segment has appends not yet fsynced (DeferSync)
 	mark     Mark
+	// headTime is the append time of the head entry when headTimeID is
+	// the head's id: expire, called by every Append and Next, reads it
+	// from disk only once per head.
+	headTime   time.Time
+	headTimeID uint64
 }
 
 // Mark identifies what a spool held when it was opened: Run is random,
@@ -550,17 +555,23 @@ func (s *Spool) atEnd(p pos) bool { return p.id >= s.nextID }
 
 // advance moves p past one entry; p must not be at the end.
 func (s *Spool) advance(p pos) (pos, int64, error) {
-	seg := s.segs[p.seg]
-	n, err := s.entrySize(seg, p.off)
+	n, err := s.entrySize(s.segs[p.seg], p.off)
 	if err != nil {
 		return p, 0, err
 	}
+	return s.past(p, n), n, nil
+}
+
+// past returns the position after the entry at p, whose size on disk
+// (header included) is n.
+func (s *Spool) past(p pos, n int64) pos {
+	seg := s.segs[p.seg]
 	p.off += n
 	p.id++
 	if p.id >= seg.next() && p.seg < len(s.segs)-1 {
 		p = pos{seg: p.seg + 1, off: int64(len(segHeader)), id: s.segs[p.seg+1].first}
 	}
-	return p, n, nil
+	return p
 }
 
 func (s *Spool) read(p pos) (Entry, error) {
@@ -785,9 +796,15 @@ func (s *Spool) append(data []byte) (uint64, error) {
 		if err := s.newSegment(s.nextID); err != nil {
 			return 0, err
 		}
-		if s.head.id == s.nextID { // empty: head and cursor move to the new segment
-			s.head = pos{seg: len(s.segs) - 1, off: int64(len(segHeader)), id: s.nextID}
-			s.cursor = s.head
+		start := pos{seg: len(s.segs) - 1, off: int64(len(segHeader)), id: s.nextID}
+		if s.cursor.id == s.nextID {
+			// Next has returned every entry: it goes on in the new
+			// segment (left at the end of the old one it would read past
+			// that segment's last entry while the head is still in it).
+			s.cursor = start
+		}
+		if s.head.id == s.nextID { // empty: the head moves too, the old segment goes
+			s.head = start
 			s.removeDeadOrWarn()
 		}
 	}
@@ -813,6 +830,9 @@ func (s *Spool) append(data []byte) (uint64, error) {
 		return 0, err
 	}
 	id := s.nextID
+	if s.head.id == id {
+		s.headTime, s.headTimeID = wireTime(uint64(now.UnixNano())), id //nolint:gosec // G115: as written to disk
+	}
 	tail.size += need
 	tail.count++
 	s.nextID++
@@ -871,12 +891,16 @@ func (s *Spool) expire(now time.Time) error {
 	}
 	moved := false
 	for !s.atEnd(s.head) {
-		seg := s.segs[s.head.seg]
-		var h [entryHeader]byte
-		if _, err := seg.f.ReadAt(h[:], s.head.off); err != nil {
-			return fmt.Errorf("spool: reading entry %d: %w", s.head.id, err)
+		appended := s.headTime
+		if s.headTimeID != s.head.id || appended.IsZero() {
+			seg := s.segs[s.head.seg]
+			var h [entryHeader]byte
+			if _, err := seg.f.ReadAt(h[:], s.head.off); err != nil {
+				return fmt.Errorf("spool: reading entry %d: %w", s.head.id, err)
+			}
+			appended = wireTime(binary.BigEndian.Uint64(h[16:]))
+			s.headTime, s.headTimeID = appended, s.head.id
 		}
-		appended := wireTime(binary.BigEndian.Uint64(h[16:]))
 		if now.Sub(appended) <= s.opts.MaxAge {
 			break
 		}
@@ -976,7 +1000,7 @@ func (s *Spool) Next(ctx context.Context) (Entry, error) {
 				continue
 			}
 			if err == nil {
-				s.cursor, _, err = s.advance(s.cursor)
+				s.cursor = s.past(s.cursor, entryHeader+int64(len(e.Data)))
 			}
 			s.mu.Unlock()
 			return e, err
@@ -1013,6 +1037,12 @@ func (s *Spool) Ack(id uint64) error {
 	}
 	if id < s.head.id {
 		return nil
+	}
+	if id+1 == s.cursor.id {
+		// The usual case: everything Next returned is acknowledged, and
+		// the cursor is where the head goes.
+		s.stats.Acked += s.cursor.id - s.head.id
+		s.head = s.cursor
 	}
 	for s.head.id <= id {
 		next, _, err := s.advance(s.head)

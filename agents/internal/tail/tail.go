@@ -804,11 +804,20 @@ func (s *FileSource) readFile(ctx context.Context, t *tracked, out chan<- source
 	}
 	size := fi.Size()
 	if size != t.lastSize || !fi.ModTime().Equal(t.lastMod) {
-		if err := s.checkTruncation(t, size); err != nil {
-			s.log.WithError(err).WithField("path", t.path).Error("checking for truncation failed")
+		// A file that grew is checked by the first chunk read below (its
+		// first bytes are compared after every chunk); one that did not
+		// grow, or whose fingerprint is still short, is checked now.
+		s.mu.Lock()
+		fpShort := t.fp.n < s.cfg.FingerprintBytes
+		s.mu.Unlock()
+		if size <= t.next || fpShort {
+			if _, err := s.checkTruncation(t, size); err != nil {
+				s.log.WithError(err).WithField("path", t.path).Error("checking for truncation failed")
+			}
 		}
 		t.lastSize, t.lastMod = size, fi.ModTime()
 	}
+	rechecked := false
 	var round int64
 	for t.next < size && round < maxRoundBytes {
 		want := min(int64(len(s.chunk)), size-t.next)
@@ -825,6 +834,14 @@ func (s *FileSource) readFile(ctx context.Context, t *tracked, out chan<- source
 		// leave it; the next poll sees the truncation, and the lines not
 		// read are in the copy, which starts at t.lineOff.
 		if same, err := s.sameStart(t); err != nil || !same {
+			if err == nil && !rechecked {
+				// Truncated and rewritten past the offset read: start
+				// again at 0 now rather than at the next round.
+				rechecked = true
+				if truncated, err := s.checkTruncation(t, size); err == nil && truncated {
+					continue
+				}
+			}
 			t.lastSize = -1 // force the truncation check
 			break
 		}
@@ -872,16 +889,16 @@ func (s *FileSource) sameStart(t *tracked) (bool, error) {
 }
 
 // checkTruncation restarts a file at 0 when it shrank below what was read
-// or its first bytes changed (copytruncate).
-func (s *FileSource) checkTruncation(t *tracked, size int64) error {
+// or its first bytes changed (copytruncate), and reports whether it did.
+func (s *FileSource) checkTruncation(t *tracked, size int64) (bool, error) {
 	s.mu.Lock()
 	fp := t.fp
 	s.mu.Unlock()
 	truncated := size < t.next
 	if !truncated && fp.n > 0 && size >= int64(fp.n) {
-		b := make([]byte, fp.n)
+		b := s.fpBuf[:fp.n]
 		if _, err := t.f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-			return err
+			return false, err
 		}
 		truncated = sha256.Sum256(b) != fp.sum
 	}
@@ -893,7 +910,7 @@ func (s *FileSource) checkTruncation(t *tracked, size int64) error {
 	if truncated || (fp.n < s.cfg.FingerprintBytes && size > int64(fp.n)) {
 		nfp, err := s.fingerprint(t.f, size)
 		if err != nil {
-			return err
+			return truncated, err
 		}
 		s.mu.Lock()
 		t.fp = nfp
@@ -907,7 +924,7 @@ func (s *FileSource) checkTruncation(t *tracked, size int64) error {
 		}
 		s.mu.Unlock()
 	}
-	return nil
+	return truncated, nil
 }
 
 // consume splits a chunk read at t.next into lines.

@@ -263,6 +263,23 @@ func TestCopyTruncate(t *testing.T) {
 	}
 }
 
+// TestCopyTruncateRegrown: the file is truncated and rewritten past the
+// offset already read before the source looks again. The first chunk read
+// at the old offset does not start with the fingerprinted bytes: it is
+// dropped and the file read again from its start, at once.
+func TestCopyTruncateRegrown(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	appendFile(t, log, numbered("a", 0, 100))
+	h := start(t, t.TempDir(), Config{Paths: []string{log}, PollInterval: 300 * time.Millisecond})
+	h.wait(100)
+	// One write: the truncation and the new, longer content together.
+	if err := os.WriteFile(log, []byte(numbered("b", 0, 300)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, h.wait(400), numbered("a", 0, 100), numbered("b", 0, 300))
+}
+
 func TestGlobPicksUpNewFiles(t *testing.T) {
 	dir := t.TempDir()
 	h := start(t, t.TempDir(), Config{Paths: []string{filepath.Join(dir, "*.log")}, Exclude: []string{"*.gz"}})
