@@ -262,11 +262,12 @@ func TestLoadReport(t *testing.T) {
 		slack           time.Duration
 	}
 	var variants []variant
+	defaultSlack := unitSlack(t)
 	for _, b := range bins {
 		for _, c := range strings.Split(*loadComp, ",") {
 			for _, p := range strings.Split(*loadPoll, ",") {
 				for _, sl := range strings.Split(*loadSlack, ",") {
-					d := unitSlack(t)
+					d := defaultSlack
 					if sl != "" {
 						var err error
 						if d, err = time.ParseDuration(sl); err != nil {
